@@ -1,0 +1,1 @@
+"""Protobuf <-> domain: the only bridge between the wire and the domain."""

@@ -1,0 +1,94 @@
+"""All settings in one place: flags override ``MODELPLANE_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODELPLANE_", extra="ignore")
+
+    redis_url: str | None = None
+    """Redis to use; empty starts the embedded redis-server under ``data_dir``."""
+
+    data_dir: Path = Path.home() / ".modelplane"
+    """Where the embedded Redis keeps its AOF and where artifacts live by default."""
+
+    artifact_root: Path | None = None
+    """Content-addressed ONNX store; defaults to ``data_dir/artifacts``. Must be
+    reachable by every replica (a shared volume in a cluster)."""
+
+    key_prefix: str = "mp"
+    """Prefix of every Redis key and channel, so several installs can share a Redis."""
+
+    ray_address: str | None = None
+    """An existing Ray cluster; empty starts a local one."""
+
+    ray_num_cpus: int = 2
+    """CPUs the local Ray may use; explicit so Ray does not claim the whole machine."""
+
+    host: str = "127.0.0.1"
+    """Interface the control plane and the replicas listen on."""
+
+    control_port: int = 50050
+    """Control-plane gRPC port (registry, routing, telemetry, OTLP receiver)."""
+
+    inference_port: int = 50051
+    """Data-plane gRPC port; every replica on a node binds it with SO_REUSEPORT."""
+
+    replicas: int = 1
+    """Serving replicas of the data plane."""
+
+    replica_num_cpus: float = 0.5
+    """Fractional CPU reserved per replica, so replicas fit beside the control plane."""
+
+    ort_intra_op_threads: int = 1
+    """onnxruntime intra-op threads per session; 1 keeps replicas from fighting for cores."""
+
+    ort_inter_op_threads: int = 1
+    """onnxruntime inter-op threads per session."""
+
+    otlp_endpoint: str | None = None
+    """Where replicas export OTLP; empty means the control plane's own receiver."""
+
+    metric_export_interval_ms: int = 1000
+    """How often replicas push metrics; bounds how stale ``stats`` can be."""
+
+    max_upload_bytes: int = 2 * 1024**3
+    """Largest ONNX file a registration may stream."""
+
+    @field_validator("control_port", "inference_port")
+    @classmethod
+    def _port_in_range(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {value}")
+        return value
+
+    @field_validator("replicas", "ray_num_cpus", "ort_intra_op_threads", "ort_inter_op_threads")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be at least 1, got {value}")
+        return value
+
+    @field_validator("replica_num_cpus")
+    @classmethod
+    def _positive_fraction(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(f"must be greater than 0, got {value}")
+        return value
+
+    @property
+    def resolved_artifact_root(self) -> Path:
+        return self.artifact_root or self.data_dir / "artifacts"
+
+    @property
+    def control_address(self) -> str:
+        return f"{self.host}:{self.control_port}"
+
+    @property
+    def inference_address(self) -> str:
+        return f"{self.host}:{self.inference_port}"

@@ -1,0 +1,1 @@
+"""The control plane: gRPC servicers over the registry, routing and telemetry."""

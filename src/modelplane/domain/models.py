@@ -1,0 +1,121 @@
+"""Registry and routing records as immutable dataclasses."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class DataType(enum.Enum):
+    """Tensor element types; the names match the wire enum without its prefix."""
+
+    BOOL = "bool"
+    INT8 = "int8"
+    INT16 = "int16"
+    INT32 = "int32"
+    INT64 = "int64"
+    UINT8 = "uint8"
+    UINT16 = "uint16"
+    UINT32 = "uint32"
+    UINT64 = "uint64"
+    FLOAT16 = "float16"
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+
+    @property
+    def numpy_name(self) -> str:
+        """The numpy dtype name, which is also the enum's value."""
+        return self.value
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: DataType
+    # -1 marks a dynamic dimension.
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def input(self, name: str) -> TensorSpec | None:
+        return next((spec for spec in self.inputs if spec.name == name), None)
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    description: str
+    created_at_ms: int
+    latest_version: int = 0
+    aliases: dict[str, int] = field(default_factory=dict)
+
+
+class VersionStatus(enum.Enum):
+    READY = "READY"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    model: str
+    version: int
+    sha256: str
+    size_bytes: int
+    signature: Signature
+    status: VersionStatus
+    description: str
+    created_at_ms: int
+
+
+@dataclass(frozen=True)
+class Alias:
+    model: str
+    alias: str
+    version: int
+
+
+@dataclass(frozen=True)
+class RouteTarget:
+    """One weighted destination of an endpoint: a pinned version or an alias."""
+
+    model: str
+    weight: int
+    version: int | None = None
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    endpoint: str
+    targets: tuple[RouteTarget, ...]
+    revision: int
+    updated_at_ms: int
+
+
+@dataclass(frozen=True)
+class VersionKey:
+    model: str
+    version: int
+
+    def __str__(self) -> str:
+        return f"{self.model}:{self.version}"
+
+
+@dataclass(frozen=True)
+class ServingSnapshot:
+    """Everything a serving replica needs to answer predictions without Redis.
+
+    Read in one consistent pass by the replica's watcher; the predict path only
+    ever looks at the snapshot it holds in memory.
+    """
+
+    routes: dict[str, Route]
+    versions: dict[VersionKey, ModelVersion]
+    # (model, alias) -> version
+    aliases: dict[tuple[str, str], int]
+    # Bumped by every registry or routing mutation; replicas report the
+    # generation they serve so the control plane knows when a change is live.
+    generation: int

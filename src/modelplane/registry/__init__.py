@@ -1,0 +1,1 @@
+"""The model registry: the store interface, its Redis implementation, artifacts, use cases."""

@@ -1,0 +1,1 @@
+"""The route table (pure: weighted picks over resolved versions) and its watcher."""

@@ -1,0 +1,1 @@
+"""The data plane: a Ray Serve application whose replicas answer Predict over gRPC."""

@@ -1,0 +1,1 @@
+"""OpenTelemetry on the replicas; the OTLP receiver and aggregation in the control plane."""

@@ -1,0 +1,1 @@
+"""Generated from protos/; regenerate with `make proto`."""
