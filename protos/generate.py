@@ -9,6 +9,7 @@ temporary directory and fails when the checked-in code differs.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,8 @@ PROTO_ROOT = Path(__file__).resolve().parent
 
 def generate(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
+    # protoc finds the mypy-protobuf plugins on PATH; they live beside this interpreter.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     sources = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
     well_known = Path(protoc.__file__).parent / "_proto"
     args = [

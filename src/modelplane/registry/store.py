@@ -79,5 +79,9 @@ class RegistryStore(abc.ABC):
     def delete_route(self, endpoint: str, expected_revision: int) -> None: ...
 
     @abc.abstractmethod
+    def current_generation(self) -> int:
+        """The generation of the latest mutation; 0 before any."""
+
+    @abc.abstractmethod
     def snapshot(self) -> ServingSnapshot:
         """Routes, versions and aliases as one consistent view for the data plane."""

@@ -1,0 +1,219 @@
+"""The Python client: what the CLI, the demo, the tests and the benchmarks call.
+
+One object talks to both planes: the control plane (registry, routing, stats)
+and the data plane (Predict). Uploads stream from disk in chunks, so the client
+never holds a whole model in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+import numpy as np
+
+from modelplane.codec.tensors import array_to_tensor, tensor_to_array
+from modelplane.v1 import (
+    inference_pb2,
+    inference_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+    routing_pb2,
+    routing_pb2_grpc,
+    telemetry_pb2,
+    telemetry_pb2_grpc,
+)
+
+UPLOAD_CHUNK_BYTES = 1 << 20
+_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", 64 << 20),
+    ("grpc.max_receive_message_length", 64 << 20),
+]
+
+# (model, version or alias, weight)
+TargetSpec = tuple[str, "int | str", int]
+
+
+class ModelplaneClient:
+    def __init__(self, control_address: str, inference_address: str | None = None) -> None:
+        self._control = grpc.insecure_channel(control_address, options=_CHANNEL_OPTIONS)
+        self._inference = (
+            grpc.insecure_channel(inference_address, options=_CHANNEL_OPTIONS)
+            if inference_address
+            else None
+        )
+        self.registry = registry_pb2_grpc.RegistryServiceStub(self._control)
+        self.routing = routing_pb2_grpc.RoutingServiceStub(self._control)
+        self.telemetry = telemetry_pb2_grpc.TelemetryServiceStub(self._control)
+        self.inference = (
+            inference_pb2_grpc.InferenceServiceStub(self._inference) if self._inference else None
+        )
+
+    # --- registry -------------------------------------------------------------
+    def create_model(self, name: str, description: str = "") -> registry_pb2.Model:
+        return self.registry.CreateModel(
+            registry_pb2.CreateModelRequest(name=name, description=description)
+        )
+
+    def list_models(self) -> list[registry_pb2.Model]:
+        return list(self.registry.ListModels(registry_pb2.ListModelsRequest()).models)
+
+    def get_model(self, name: str) -> registry_pb2.Model:
+        return self.registry.GetModel(registry_pb2.GetModelRequest(name=name))
+
+    def register(
+        self,
+        model: str,
+        artifact: Path | bytes,
+        description: str = "",
+        create_model: bool = True,
+    ) -> registry_pb2.ModelVersion:
+        header = registry_pb2.RegisterVersionHeader(
+            model=model, description=description, create_model=create_model
+        )
+        return self.registry.RegisterVersion(_upload_stream(header, artifact))
+
+    def list_versions(self, model: str) -> list[registry_pb2.ModelVersion]:
+        return list(
+            self.registry.ListVersions(registry_pb2.ListVersionsRequest(model=model)).versions
+        )
+
+    def set_alias(self, model: str, alias: str, version: int) -> registry_pb2.Alias:
+        return self.registry.SetAlias(
+            registry_pb2.SetAliasRequest(model=model, alias=alias, version=version)
+        )
+
+    def get_alias(self, model: str, alias: str) -> registry_pb2.Alias:
+        return self.registry.GetAlias(registry_pb2.GetAliasRequest(model=model, alias=alias))
+
+    def delete_alias(self, model: str, alias: str) -> None:
+        self.registry.DeleteAlias(registry_pb2.DeleteAliasRequest(model=model, alias=alias))
+
+    # --- routing --------------------------------------------------------------
+    def get_route(self, endpoint: str) -> routing_pb2.Route | None:
+        try:
+            return self.routing.GetRoute(routing_pb2.GetRouteRequest(endpoint=endpoint))
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+
+    def list_routes(self) -> list[routing_pb2.Route]:
+        return list(self.routing.ListRoutes(routing_pb2.ListRoutesRequest()).routes)
+
+    def set_route(
+        self,
+        endpoint: str,
+        targets: Sequence[TargetSpec],
+        expected_revision: int | None = None,
+    ) -> routing_pb2.Route:
+        """Route ``endpoint``; without ``expected_revision`` the current one is read first."""
+        if expected_revision is None:
+            current = self.get_route(endpoint)
+            expected_revision = current.revision if current else 0
+        return self.routing.SetRoute(
+            routing_pb2.SetRouteRequest(
+                endpoint=endpoint,
+                targets=[_route_target(t) for t in targets],
+                expected_revision=expected_revision,
+            )
+        )
+
+    # --- inference ------------------------------------------------------------
+    def predict(
+        self,
+        endpoint: str | None = None,
+        inputs: Mapping[str, np.ndarray] | None = None,
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        alias: str | None = None,
+        output_names: Iterable[str] = (),
+        timeout_s: float | None = 10.0,
+        metadata: Sequence[tuple[str, str]] | None = None,
+    ) -> inference_pb2.PredictResponse:
+        if self.inference is None:
+            raise ValueError("this client has no inference address")
+        request = build_predict_request(
+            endpoint, inputs or {}, model=model, version=version, alias=alias,
+            output_names=output_names,
+        )
+        return self.inference.Predict(request, timeout=timeout_s, metadata=metadata)
+
+    # --- telemetry ------------------------------------------------------------
+    def stats(self, endpoint: str = "", window_seconds: int = 0) -> list[telemetry_pb2.VersionStats]:
+        response = self.telemetry.GetStats(
+            telemetry_pb2.GetStatsRequest(endpoint=endpoint, window_seconds=window_seconds)
+        )
+        return list(response.stats)
+
+    def close(self) -> None:
+        self._control.close()
+        if self._inference is not None:
+            self._inference.close()
+
+    def __enter__(self) -> ModelplaneClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def build_predict_request(
+    endpoint: str | None,
+    inputs: Mapping[str, np.ndarray],
+    *,
+    model: str | None = None,
+    version: int | None = None,
+    alias: str | None = None,
+    output_names: Iterable[str] = (),
+) -> inference_pb2.PredictRequest:
+    request = inference_pb2.PredictRequest(
+        inputs=[array_to_tensor(name, array) for name, array in inputs.items()],
+        output_names=list(output_names),
+    )
+    if endpoint:
+        request.endpoint = endpoint
+    elif model:
+        request.model.model = model
+        if version is not None:
+            request.model.version = version
+        elif alias:
+            request.model.alias = alias
+    return request
+
+
+def outputs_of(response: inference_pb2.PredictResponse) -> dict[str, np.ndarray]:
+    return {t.name: tensor_to_array(t) for t in response.outputs}
+
+
+def _route_target(spec: TargetSpec) -> routing_pb2.RouteTarget:
+    model, ref, weight = spec
+    target = routing_pb2.RouteTarget(model=model, weight=weight)
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        target.version = int(ref)
+    else:
+        target.alias = ref
+    return target
+
+
+def _upload_stream(
+    header: registry_pb2.RegisterVersionHeader, artifact: Path | bytes
+) -> Iterator[registry_pb2.RegisterVersionRequest]:
+    yield registry_pb2.RegisterVersionRequest(header=header)
+    if isinstance(artifact, bytes):
+        for start in range(0, len(artifact), UPLOAD_CHUNK_BYTES):
+            yield registry_pb2.RegisterVersionRequest(
+                chunk=artifact[start : start + UPLOAD_CHUNK_BYTES]
+            )
+        return
+    with open(artifact, "rb") as file:
+        while chunk := file.read(UPLOAD_CHUNK_BYTES):
+            yield registry_pb2.RegisterVersionRequest(chunk=chunk)

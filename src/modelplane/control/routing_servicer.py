@@ -1,0 +1,41 @@
+"""RoutingService over gRPC: decode, call the use case, encode."""
+
+from __future__ import annotations
+
+import grpc
+
+from modelplane.codec.routing import route_targets_from_proto, route_to_proto
+from modelplane.registry.use_cases import Registry
+from modelplane.v1 import routing_pb2, routing_pb2_grpc
+
+
+class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def SetRoute(
+        self, request: routing_pb2.SetRouteRequest, context: grpc.ServicerContext
+    ) -> routing_pb2.Route:
+        route = self._registry.set_route(
+            request.endpoint,
+            route_targets_from_proto(request.targets),
+            request.expected_revision,
+        )
+        return route_to_proto(route)
+
+    def GetRoute(
+        self, request: routing_pb2.GetRouteRequest, context: grpc.ServicerContext
+    ) -> routing_pb2.Route:
+        return route_to_proto(self._registry.get_route(request.endpoint))
+
+    def ListRoutes(
+        self, request: routing_pb2.ListRoutesRequest, context: grpc.ServicerContext
+    ) -> routing_pb2.ListRoutesResponse:
+        routes = self._registry.list_routes()
+        return routing_pb2.ListRoutesResponse(routes=[route_to_proto(r) for r in routes])
+
+    def DeleteRoute(
+        self, request: routing_pb2.DeleteRouteRequest, context: grpc.ServicerContext
+    ) -> routing_pb2.DeleteRouteResponse:
+        self._registry.delete_route(request.endpoint, request.expected_revision)
+        return routing_pb2.DeleteRouteResponse()

@@ -1,0 +1,91 @@
+"""The control-plane process: one gRPC server carrying every control service.
+
+Registry, routing, the telemetry query service and the OTLP receivers share one
+port, so replicas export telemetry to the same address operators use.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+
+import grpc
+import redis
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from modelplane.codec.errors import ErrorInterceptor
+from modelplane.config import Settings
+from modelplane.control.registry_wiring import add_registry_services
+from modelplane.control.telemetry_servicer import add_telemetry_services
+from modelplane.registry.artifacts import ArtifactStore
+from modelplane.registry.redis_store import RedisRegistryStore
+from modelplane.registry.replicas import ReplicaDirectory
+from modelplane.registry.use_cases import Registry
+from modelplane.telemetry.aggregator import StatsAggregator
+from modelplane.v1 import registry_pb2, routing_pb2, telemetry_pb2
+
+log = logging.getLogger(__name__)
+
+_SERVICE_NAMES = (
+    registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
+    routing_pb2.DESCRIPTOR.services_by_name["RoutingService"].full_name,
+    telemetry_pb2.DESCRIPTOR.services_by_name["TelemetryService"].full_name,
+)
+
+
+class ControlPlane:
+    """Builds the control-plane server from settings; ``start`` binds, ``stop`` drains."""
+
+    def __init__(self, settings: Settings, redis_url: str, max_workers: int = 16) -> None:
+        self.settings = settings
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+        self.store = RedisRegistryStore(self._redis, settings.key_prefix)
+        self.artifacts = ArtifactStore(settings.resolved_artifact_root)
+        self.registry = Registry(
+            store=self.store,
+            artifacts=self.artifacts,
+            replicas=ReplicaDirectory(self._redis, settings.key_prefix),
+            max_upload_bytes=settings.max_upload_bytes,
+        )
+        self.aggregator = StatsAggregator()
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="control"),
+            interceptors=[ErrorInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", 64 << 20),
+                ("grpc.max_send_message_length", 64 << 20),
+                # One control plane per port: a second one must fail to bind, not share it.
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        add_registry_services(self._server, self.registry)
+        add_telemetry_services(self._server, self.aggregator)
+        self._health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            (*_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self.port = 0
+
+    def start(self) -> int:
+        """Bind and serve; returns the bound port (useful when the setting is 0)."""
+        self.port = self._server.add_insecure_port(
+            f"{self.settings.host}:{self.settings.control_port}"
+        )
+        if self.port == 0:
+            raise OSError(f"cannot bind the control plane to {self.settings.control_address}")
+        self._server.start()
+        for name in ("", *_SERVICE_NAMES):
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("control plane listening on %s:%s", self.settings.host, self.port)
+        return self.port
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.host}:{self.port}"
+
+    def stop(self, grace_s: float = 2.0) -> None:
+        self._health.enter_graceful_shutdown()
+        self._server.stop(grace_s).wait()
+        self._redis.close()

@@ -1,0 +1,112 @@
+"""The data plane as a Ray Serve application.
+
+Serve places the replicas, restarts unhealthy ones and scales them; requests
+never go through Serve's proxies (disabled here), because each replica answers
+on its own grpc.aio server, all replicas of a node sharing one port through
+SO_REUSEPORT. Serve's proxy costs several times the latency of this path.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ray import serve
+
+from modelplane.config import Settings
+from modelplane.domain.errors import FailedPrecondition
+from modelplane.serving.replica import ReplicaRuntime
+
+_log = logging.getLogger(__name__)
+
+APP_NAME = "modelplane-data-plane"
+SERVICE_NAME = "modelplane-data-plane"
+
+# Environment of the replica processes. onnxruntime's own pools are told not
+# to spin by the session options; builds that use OpenMP read these instead.
+REPLICA_ENV = {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def otlp_endpoint(settings: Settings) -> str | None:
+    """Where replicas export telemetry: the configured endpoint, else the control plane."""
+    if settings.otlp_endpoint:
+        return settings.otlp_endpoint
+    if settings.control_port:
+        return settings.control_address
+    return None
+
+
+@serve.deployment(name="DataPlane")
+class DataPlane:
+    """One replica: a ``ReplicaRuntime`` that is serving when the constructor returns."""
+
+    def __init__(self, settings_json: str) -> None:
+        settings = Settings.model_validate_json(settings_json)
+        replica_id = serve.get_replica_context().replica_tag
+        self._telemetry: Any = None
+        endpoint = otlp_endpoint(settings)
+        if endpoint is not None:
+            # Imported here: the OTel SDK is only needed where a replica runs.
+            from modelplane.telemetry.data_plane import DataPlaneTelemetry
+
+            self._telemetry = DataPlaneTelemetry(
+                [endpoint],
+                SERVICE_NAME,
+                replica_id,
+                metric_export_interval_ms=settings.metric_export_interval_ms,
+            )
+        try:
+            self._runtime = ReplicaRuntime(settings, replica_id, telemetry=self._telemetry)
+        except BaseException:
+            if self._telemetry is not None:
+                self._telemetry.shutdown()
+            raise
+        _log.info("replica %s serving on %s", replica_id, self._runtime.address)
+
+    def check_health(self) -> None:
+        """Serve's health probe: raises when the gRPC server thread is gone."""
+        self._runtime.check_health()
+
+    def address(self) -> str:
+        return self._runtime.address
+
+    def __del__(self) -> None:
+        # Serve calls this on a graceful replica stop: drain, leave the directory,
+        # flush the last telemetry.
+        runtime = getattr(self, "_runtime", None)
+        if runtime is not None:
+            runtime.close()
+        telemetry = getattr(self, "_telemetry", None)
+        if telemetry is not None:
+            telemetry.shutdown()
+
+
+def deploy_data_plane(settings: Settings, app_name: str = APP_NAME) -> None:
+    """Deploys (or updates) the data plane; returns once every replica is serving.
+
+    ``serve.run`` waits for the replicas to be healthy, and a replica's
+    constructor returns only after its first sync and with its port bound.
+    """
+    if not settings.redis_url:
+        raise FailedPrecondition("redis_url: the data plane needs the registry's Redis URL")
+    if settings.inference_port == 0:
+        raise FailedPrecondition(
+            "inference_port: replicas share one port through SO_REUSEPORT, pick it before deploying"
+        )
+    serve.start(proxy_location="Disabled")
+    app = DataPlane.options(
+        num_replicas=settings.replicas,
+        ray_actor_options={
+            "num_cpus": settings.replica_num_cpus,
+            "runtime_env": {"env_vars": dict(REPLICA_ENV)},
+        },
+    ).bind(settings.model_dump_json())
+    serve.run(app, name=app_name, route_prefix=None, blocking=False)
+    _log.info(
+        "data plane: %d replica(s) serving on %s", settings.replicas, settings.inference_address
+    )
+
+
+def shutdown_data_plane(app_name: str = APP_NAME) -> None:
+    """Deletes the data plane application and waits until its replicas are gone."""
+    serve.delete(app_name, _blocking=True)

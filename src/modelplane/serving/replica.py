@@ -1,0 +1,232 @@
+"""One serving replica, free of any hosting framework.
+
+Owns, and starts in this order: the Redis client (read-only use: snapshots,
+pub/sub, heartbeats), the session cache, the routing table with its watcher,
+the gRPC server thread and the heartbeat thread. ``close()`` stops them in
+reverse. Ray Serve hosts it (serving/app.py); tests run it in-process.
+
+A snapshot is applied make-before-break: every version the new routes need is
+loaded first, then the table is swapped in one assignment. An endpoint whose
+new versions fail to load keeps its old route, and the replica keeps serving.
+Only after the swap does the replica report the snapshot's generation, which
+is what the control plane waits for before it calls a change live.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from typing import Any
+
+import redis
+
+from modelplane.config import Settings
+from modelplane.domain.errors import FailedPrecondition
+from modelplane.domain.models import ServingSnapshot, VersionKey
+from modelplane.registry.artifacts import ArtifactStore
+from modelplane.registry.redis_store import RedisRegistryStore
+from modelplane.registry.replicas import ReplicaDirectory
+from modelplane.routing.table import RouteTable
+from modelplane.routing.watcher import SnapshotWatcher
+from modelplane.serving.grpc_server import GrpcServerThread
+from modelplane.serving.inference_servicer import InferenceServicer, PredictTelemetry
+from modelplane.serving.sessions import SessionCache
+from modelplane.v1 import inference_pb2, inference_pb2_grpc
+
+_log = logging.getLogger(__name__)
+
+INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+HEARTBEAT_INTERVAL_S = 1.0
+HEARTBEAT_TTL_S = 5.0
+
+
+class ReplicaRuntime:
+    """Starts serving in the constructor; the port is bound when it returns."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        replica_id: str,
+        *,
+        telemetry: PredictTelemetry | None = None,
+        node: str | None = None,
+        reuse_port: bool = True,
+    ) -> None:
+        if not settings.redis_url:
+            raise FailedPrecondition("redis_url: a serving replica needs the registry's Redis URL")
+        self.settings = settings
+        self.replica_id = replica_id
+        self.node = node or socket.gethostname()
+        self._closed = False
+        self._apply_lock = threading.Lock()
+        # The newest generation whose routes are all in force: what the replica
+        # reports. A partial apply (a version failed to load) leaves it behind, so
+        # the control plane does not call the change live, and the next sync
+        # retries the loads even if the generation did not move.
+        self._live_generation = 0
+        self._synced = False
+        self._previous_needed: set[VersionKey] = set()
+
+        self._redis = redis.Redis.from_url(
+            settings.redis_url,
+            decode_responses=True,
+            socket_connect_timeout=2.0,
+            socket_timeout=5.0,
+            # Pings idle connections (the pub/sub one above all) so a dead
+            # peer is noticed and the watcher resyncs.
+            health_check_interval=5,
+            socket_keepalive=True,
+        )
+        self._store = RedisRegistryStore(self._redis, settings.key_prefix)
+        self._directory = ReplicaDirectory(self._redis, settings.key_prefix)
+        self.sessions = SessionCache(
+            ArtifactStore(settings.resolved_artifact_root),
+            intra_op_threads=settings.ort_intra_op_threads,
+            inter_op_threads=settings.ort_inter_op_threads,
+        )
+        self.servicer = InferenceServicer(self.sessions, telemetry=telemetry)
+        self._watcher = SnapshotWatcher(
+            self._store.snapshot, self._redis, self._store.changes_channel, self._apply
+        )
+        self._server = GrpcServerThread(
+            settings.inference_address,
+            [self._register],
+            [INFERENCE_SERVICE],
+            reuse_port=reuse_port,
+            name=f"grpc[{replica_id}]",
+        )
+        self._heartbeat_stop = threading.Event()
+        self._heartbeat_now = threading.Event()
+        self._heartbeat_thread = threading.Thread(
+            target=self._heartbeat_loop, name=f"heartbeat[{replica_id}]", daemon=True
+        )
+        try:
+            # The first sync loads what the routes need before the port opens,
+            # so the first request already finds a warm session.
+            self._watcher.start()
+            self.port = self._server.start()
+            self._heartbeat_thread.start()
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ status
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.host}:{self.port}"
+
+    @property
+    def table(self) -> RouteTable:
+        return self.servicer.table
+
+    @property
+    def live_generation(self) -> int:
+        """The newest generation fully in force on this replica (what it reports)."""
+        return self._live_generation
+
+    def is_healthy(self) -> bool:
+        """The server thread is up (the watcher may be retrying: stale is still serving)."""
+        return not self._closed and self._server.is_alive()
+
+    def check_health(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"replica {self.replica_id} is closed")
+        if not self._server.is_alive():
+            raise RuntimeError(f"replica {self.replica_id}: the gRPC server thread is not running")
+        if not self._heartbeat_thread.is_alive():
+            raise RuntimeError(f"replica {self.replica_id}: the heartbeat thread is not running")
+
+    # ---------------------------------------------------------------- applying
+
+    def _register(self, server: Any) -> None:
+        inference_pb2_grpc.add_InferenceServiceServicer_to_server(self.servicer, server)
+
+    def _apply(self, snapshot: ServingSnapshot) -> None:
+        """The watcher's callback: make-before-break swap. Never raises for a bad load."""
+        with self._apply_lock:
+            current = self.servicer.table
+            if self._synced and snapshot.generation == self._live_generation:
+                return  # a resync that found nothing new
+            new = RouteTable.from_snapshot(snapshot)
+            failed_endpoints: set[str] = set()
+            failures = self.sessions.ensure_loaded(
+                new.version_info(key) for key in sorted(new.versions_needed(), key=str)
+            )
+            if failures:
+                for name, route in new.endpoints().items():
+                    if any(key in failures for key in route.keys):
+                        old = current.endpoint(name)
+                        if old is None or old.keys != route.keys:
+                            failed_endpoints.add(name)
+                _log.warning(
+                    "generation %d: could not load %s; endpoints %s keep their previous route",
+                    snapshot.generation,
+                    ", ".join(f"{key} ({error})" for key, error in failures.items()),
+                    sorted(failed_endpoints),
+                )
+                new = new.keeping(current, failed_endpoints)
+            self.servicer.table = new
+            if not failures:
+                self._live_generation = snapshot.generation
+            self._synced = True
+            self._evict(new, current)
+            _log.info("serving generation %d", snapshot.generation)
+        self._heartbeat_now.set()
+
+    def _evict(self, new: RouteTable, previous: RouteTable) -> None:
+        # Kept warm: what the routes need now, what they needed one swap ago (an
+        # instant rollback), and versions requested directly while they exist.
+        needed = new.versions_needed()
+        lazy = self.servicer.lazy_loads
+        known = {key for key in lazy if new.has_version(key)}
+        lazy.intersection_update(known)
+        self.sessions.evict_unreferenced(needed | self._previous_needed | known)
+        self._previous_needed = needed
+
+    # --------------------------------------------------------------- heartbeat
+
+    def _heartbeat_loop(self) -> None:
+        failing = False
+        while not self._heartbeat_stop.is_set():
+            try:
+                self._directory.heartbeat(
+                    self.replica_id,
+                    self._live_generation,
+                    self.address,
+                    self.node,
+                    sorted(str(key) for key in self.sessions.loaded_keys()),
+                    ttl_s=HEARTBEAT_TTL_S,
+                )
+                if failing:
+                    _log.info("heartbeats reach Redis again")
+                failing = False
+            except Exception as error:
+                # Redis down must not stop serving; say so once, not every second.
+                if not failing:
+                    _log.warning("heartbeat failed (serving goes on): %s", error)
+                failing = True
+            self._heartbeat_now.wait(HEARTBEAT_INTERVAL_S)
+            self._heartbeat_now.clear()
+
+    # ------------------------------------------------------------------- close
+
+    def close(self) -> None:
+        """Stops accepting, drains, stops the threads, leaves the directory. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._server.stop()
+        self._watcher.stop()
+        self._heartbeat_stop.set()
+        self._heartbeat_now.set()
+        if self._heartbeat_thread.is_alive():
+            self._heartbeat_thread.join(5.0)
+        try:
+            self._directory.remove(self.replica_id)
+        except Exception as error:
+            _log.warning(
+                "could not remove replica %s from the directory: %s", self.replica_id, error
+            )
+        self._redis.close()
