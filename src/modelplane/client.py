@@ -143,7 +143,9 @@ class ModelplaneClient:
         return self.inference.Predict(request, timeout=timeout_s, metadata=metadata)
 
     # --- telemetry ------------------------------------------------------------
-    def stats(self, endpoint: str = "", window_seconds: int = 0) -> list[telemetry_pb2.VersionStats]:
+    def stats(
+        self, endpoint: str = "", window_seconds: int = 0
+    ) -> list[telemetry_pb2.VersionStats]:
         response = self.telemetry.GetStats(
             telemetry_pb2.GetStatsRequest(endpoint=endpoint, window_seconds=window_seconds)
         )

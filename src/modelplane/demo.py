@@ -68,7 +68,9 @@ def _predict_and_check(
         response = client.predict(DEMO_ENDPOINT, {"x": x})
         y = outputs_of(response)["y"]
         if not np.allclose(y, reference_linear(x, seed=seed), atol=1e-4):
-            raise RuntimeError(f"version {response.version} answered {y}, expected the seed-{seed} model")
+            raise RuntimeError(
+                f"version {response.version} answered {y}, expected the seed-{seed} model"
+            )
         answered.append(response.version)
         if i == 0:
             say(

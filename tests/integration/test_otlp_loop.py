@@ -186,7 +186,8 @@ def test_a_stock_cumulative_exporter_is_not_double_counted(control_plane: Contro
                     aggregation=ExplicitBucketHistogramAggregation(boundaries=BOUNDS_S))],
         shutdown_on_exit=False,
     )
-    histogram = provider.get_meter("peer").create_histogram("modelplane.predict.duration", unit="ms")
+    meter = provider.get_meter("peer")
+    histogram = meter.create_histogram("modelplane.predict.duration", unit="ms")
     attributes = {"modelplane.endpoint": "peer", "modelplane.model": "m",
                   "modelplane.version": 4, "modelplane.status": "OK"}
     try:

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modelplane.cli import parse_input, parse_target
+from modelplane.cli.inference import parse_input
+from modelplane.cli.routing import parse_target
 
 
 def test_parse_target_accepts_versions_aliases_and_weights() -> None:

@@ -93,5 +93,5 @@ def test_data_type_mapping_is_total_and_inverse() -> None:
     for dtype in DataType:
         assert data_type_from_proto(data_type_to_proto(dtype), "f") is dtype
         assert numpy_dtype(dtype) == np.dtype(dtype.numpy_name)
-    with pytest.raises(InvalidArgument, match="^f: unknown"):
+    with pytest.raises(InvalidArgument, match=r"^f: unknown"):
         data_type_from_proto(0, "f")

@@ -100,7 +100,9 @@ def test_unknown_output_name(cache_and_version: tuple[SessionCache, ModelVersion
 def test_loads_once_under_concurrency(cache_and_version: tuple[SessionCache, ModelVersion]) -> None:
     cache, version = cache_and_version
     results: list[object] = []
-    threads = [threading.Thread(target=lambda: results.append(cache.load(version))) for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.load(version))) for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -134,5 +134,6 @@ def test_bucket_count_length_is_checked() -> None:
 @pytest.mark.parametrize("window", [0, 3601])
 def test_window_bounds(window: int) -> None:
     agg = StatsAggregator(clock=FakeClock(T0))
-    with pytest.raises(InvalidArgument, match=f"window_seconds must be between 1 and 3600, got {window}"):
+    expected = f"window_seconds must be between 1 and 3600, got {window}"
+    with pytest.raises(InvalidArgument, match=expected):
         agg.query(None, window)

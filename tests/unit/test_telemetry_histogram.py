@@ -96,5 +96,6 @@ def test_rebin_moves_foreign_buckets_by_their_midpoint_and_keeps_the_count() -> 
 
 
 def test_rebin_rejects_mismatched_lengths() -> None:
-    with pytest.raises(ValueError, match=r"bucket_counts must have len\(explicit_bounds\) \+ 1 = 3"):
+    expected = r"bucket_counts must have len\(explicit_bounds\) \+ 1 = 3 entries, got 2"
+    with pytest.raises(ValueError, match=expected):
         rebin([1, 2], [0.1, 0.2])

@@ -94,7 +94,9 @@ def deploy_data_plane(settings: Settings, app_name: str = APP_NAME) -> None:
             "inference_port: replicas share one port through SO_REUSEPORT, pick it before deploying"
         )
     serve.start(proxy_location="Disabled")
-    app = DataPlane.options(
+    # The decorator turned the class into a Serve Deployment; mypy still sees the class.
+    deployment: Any = DataPlane
+    app = deployment.options(
         num_replicas=settings.replicas,
         ray_actor_options={
             "num_cpus": settings.replica_num_cpus,

@@ -1,0 +1,5 @@
+import sys
+
+from modelplane.cli import main
+
+sys.exit(main())
