@@ -30,11 +30,15 @@ from typing import Any
 import grpc
 import numpy as np
 
-from loadtests.loadgen import LoadSpec, Target, run_load
-from loadtests.models import MODELS, write_model
-from loadtests.procs import ServerProcess
-from loadtests.tensors import predict_request, to_array
-from modelplane.v1 import inference_pb2, inference_pb2_grpc
+if not __package__:
+    # Run as a file path (python loadtests/predict_vs_bare.py): make the package importable.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loadtests.loadgen import LoadSpec, Target, run_load  # noqa: E402
+from loadtests.models import MODELS, write_model  # noqa: E402
+from loadtests.procs import ServerProcess  # noqa: E402
+from loadtests.tensors import predict_request, to_array  # noqa: E402
+from modelplane.v1 import inference_pb2, inference_pb2_grpc  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ENDPOINT = "bench"

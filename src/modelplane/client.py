@@ -140,7 +140,9 @@ class ModelplaneClient:
             endpoint, inputs or {}, model=model, version=version, alias=alias,
             output_names=output_names,
         )
-        return self.inference.Predict(request, timeout=timeout_s, metadata=metadata)
+        return self.inference.Predict(
+            request, timeout=timeout_s, metadata=tuple(metadata) if metadata else None
+        )
 
     # --- telemetry ------------------------------------------------------------
     def stats(

