@@ -51,15 +51,19 @@ class BarePredictor(inference_pb2_grpc.InferenceServiceServicer):
         wanted = list(request.output_names) or self._output_names
         results = self._session.run(wanted, feeds)
         return inference_pb2.PredictResponse(
-            outputs=[to_tensor(name, value) for name, value in zip(wanted, results)],
+            outputs=[to_tensor(name, value) for name, value in zip(wanted, results, strict=True)],
             endpoint=request.endpoint,
             model=self._model_name,
             version=1,
             prediction_id=uuid.uuid4().hex,
         )
 
-    async def Predict(  # noqa: N802 - the gRPC method name
-        self, request: inference_pb2.PredictRequest, context: grpc.aio.ServicerContext
+    async def Predict(
+        self,
+        request: inference_pb2.PredictRequest,
+        context: grpc.aio.ServicerContext[
+            inference_pb2.PredictRequest, inference_pb2.PredictResponse
+        ],
     ) -> inference_pb2.PredictResponse:
         try:
             return self.predict(request)

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-
 from hdrh.histogram import HdrHistogram
 
 PREDICT_METHOD = "/modelplane.v1.InferenceService/Predict"
@@ -57,7 +56,7 @@ def new_histogram() -> HdrHistogram:
 
 def record_seconds(histogram: HdrHistogram, seconds: float) -> None:
     """Record a latency given in seconds, clamped into the histogram's range."""
-    micros = int(round(seconds * 1e6))
+    micros = round(seconds * 1e6)
     histogram.record_value(min(max(micros, LOWEST_US), HIGHEST_US))
 
 

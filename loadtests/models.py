@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +36,9 @@ class BenchModel:
         return rng.standard_normal((batch, self.input_width)).astype(np.float32)
 
 
-def large_model(n_in: int = 64, hidden: int = 4096, bottleneck: int = 3200, n_out: int = 16,
-                seed: int = 1) -> bytes:
+def large_model(
+    n_in: int = 64, hidden: int = 4096, bottleneck: int = 3200, n_out: int = 16, seed: int = 1
+) -> bytes:
     """``n_in -> hidden -> bottleneck -> n_out`` with ReLU; ~13.4 M float32 weights (~54 MB)
     by default, so it is well past the 50 MB where artifact streaming and load time show."""
     rng = np.random.default_rng(seed)
@@ -43,7 +46,7 @@ def large_model(n_in: int = 64, hidden: int = 4096, bottleneck: int = 3200, n_ou
     nodes: list[onnx.NodeProto] = []
     initializers: list[onnx.TensorProto] = []
     current = "x"
-    for i, (w_in, w_out) in enumerate(zip(widths, widths[1:])):
+    for i, (w_in, w_out) in enumerate(itertools.pairwise(widths)):
         weight = (rng.standard_normal((w_in, w_out)) / np.sqrt(w_in)).astype(np.float32)
         initializers.append(numpy_helper.from_array(weight, f"W{i}"))
         last = i == len(widths) - 2
@@ -66,7 +69,7 @@ def large_model(n_in: int = 64, hidden: int = 4096, bottleneck: int = 3200, n_ou
     return model.SerializeToString()
 
 
-BUILDERS = {
+BUILDERS: dict[str, Callable[[], bytes]] = {
     "tiny": lambda: linear_model(16, 4),
     "mlp": lambda: mlp_model(1024, 1024, 4),
     "large": large_model,

@@ -7,7 +7,9 @@ from pathlib import Path
 import onnxruntime as ort
 
 
-def session(model_path: Path, intra_op_threads: int = 1, inter_op_threads: int = 1) -> ort.InferenceSession:
+def session(
+    model_path: Path, intra_op_threads: int = 1, inter_op_threads: int = 1
+) -> ort.InferenceSession:
     """A CPU session with spinning off: on a 2-core machine a spinning pool steals the
     cycles the gRPC threads need, which costs more than the wake-up latency it saves."""
     options = ort.SessionOptions()

@@ -34,11 +34,11 @@ if not __package__:
     # Run as a file path (python loadtests/predict_vs_bare.py): make the package importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests.loadgen import LoadSpec, Target, run_load  # noqa: E402
-from loadtests.models import MODELS, write_model  # noqa: E402
-from loadtests.procs import ServerProcess  # noqa: E402
-from loadtests.tensors import predict_request, to_array  # noqa: E402
-from modelplane.v1 import inference_pb2, inference_pb2_grpc  # noqa: E402
+from loadtests.loadgen import LoadSpec, Target, run_load
+from loadtests.models import MODELS, write_model
+from loadtests.procs import ServerProcess
+from loadtests.tensors import predict_request, to_array
+from modelplane.v1 import inference_pb2, inference_pb2_grpc
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ENDPOINT = "bench"
@@ -69,7 +69,9 @@ def _start_modelplane(stack: ExitStack, workdir: Path, model_path: Path, name: s
     return running.inference_address
 
 
-def _wait_answer(address: str, request: inference_pb2.PredictRequest, timeout_s: float) -> np.ndarray:
+def _wait_answer(
+    address: str, request: inference_pb2.PredictRequest, timeout_s: float
+) -> np.ndarray:
     """Predict until the system answers (replicas may still be loading); return ``y``."""
     deadline = time.monotonic() + timeout_s
     last: grpc.RpcError | None = None
@@ -107,7 +109,9 @@ def _median_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def ratios(summary: dict[str, dict[str, Any]], system: str, baseline: str) -> dict[str, float | None]:
+def ratios(
+    summary: dict[str, dict[str, Any]], system: str, baseline: str
+) -> dict[str, float | None]:
     """``system / baseline`` for latency and throughput (latency > 1 and throughput < 1
     mean ``system`` is slower)."""
     out: dict[str, float | None] = {}
@@ -118,23 +122,19 @@ def ratios(summary: dict[str, dict[str, Any]], system: str, baseline: str) -> di
 
 
 def format_table(summary: dict[str, dict[str, Any]], ratio_rows: dict[str, dict[str, Any]]) -> str:
-    lines = [f"{'system':<14}{'p50 ms':>10}{'p99 ms':>10}{'p99.9 ms':>10}{'req/s':>10}{'errors':>8}"]
+    def cell(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    header = ("system", "p50 ms", "p99 ms", "p99.9 ms", "req/s", "errors")
+    lines = [f"{header[0]:<14}" + "".join(f"{h:>10}" for h in header[1:])]
     for name, s in summary.items():
-        def cell(key: str) -> str:
-            value = s.get(key)
-            return "-" if value is None else f"{value:.3f}" if key.endswith("_ms") else f"{value:.0f}"
-
-        lines.append(
-            f"{name:<14}{cell('p50_ms'):>10}{cell('p99_ms'):>10}{cell('p999_ms'):>10}"
-            f"{cell('throughput_rps'):>10}{s['errors']:>8}"
-        )
+        cells = [cell(s.get(k), ".3f") for k in ("p50_ms", "p99_ms", "p999_ms")]
+        cells += [cell(s.get("throughput_rps"), ".0f"), str(s["errors"])]
+        lines.append(f"{name:<14}" + "".join(f"{c:>10}" for c in cells))
     for label, r in ratio_rows.items():
-        def x(key: str) -> str:
-            value = r.get(key)
-            return "-" if value is None else f"x{value:.2f}"
-
+        p50, p99 = cell(r.get("p50_ms"), ".2f"), cell(r.get("p99_ms"), ".2f")
         lines.append(
-            f"{label}: p50 {x('p50_ms')}  p99 {x('p99_ms')}  throughput {x('throughput_rps')}"
+            f"{label}: p50 x{p50}  p99 x{p99}  throughput x{cell(r.get('throughput_rps'), '.2f')}"
         )
     return "\n".join(lines)
 
@@ -206,12 +206,16 @@ def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> dict[st
             # Rotate so no system always runs first (cold) or last (after the others).
             shift = round_index % len(names)
             for name in names[shift:] + names[:shift]:
-                say(f"round {round_index + 1}/{args.rounds}: {name} for {args.seconds}s "
-                    f"(+{args.warmup}s warm-up), {args.concurrency} in flight")
+                say(
+                    f"round {round_index + 1}/{args.rounds}: {name} for {args.seconds}s "
+                    f"(+{args.warmup}s warm-up), {args.concurrency} in flight"
+                )
                 result = run_load(Target(addresses[name], payload), spec)
                 runs.setdefault(name, []).append(result)
-                say(f"  p50 {result['p50_ms']} ms  p99 {result['p99_ms']} ms  "
-                    f"{result['throughput_rps']} req/s  errors {result['errors']}")
+                say(
+                    f"  p50 {result['p50_ms']} ms  p99 {result['p99_ms']} ms  "
+                    f"{result['throughput_rps']} req/s  errors {result['errors']}"
+                )
 
     summary = {name: _median_summary(runs[name]) for name in names}
     ratio_rows: dict[str, dict[str, Any]] = {}
@@ -252,12 +256,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=1, help="repeat the sequence")
     parser.add_argument("--model", choices=sorted(MODELS), default="tiny")
     parser.add_argument("--batch", type=int, default=1, help="rows per request")
-    parser.add_argument("--with-serve-proxy", action="store_true",
-                        help="also measure Ray Serve's stock gRPC proxy")
-    parser.add_argument("--skip-modelplane", action="store_true",
-                        help="compare the reference servers only")
-    parser.add_argument("--smoke", action="store_true",
-                        help="a couple of seconds per system: checks the harness, not speed")
+    parser.add_argument(
+        "--with-serve-proxy", action="store_true", help="also measure Ray Serve's stock gRPC proxy"
+    )
+    parser.add_argument(
+        "--skip-modelplane", action="store_true", help="compare the reference servers only"
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a couple of seconds per system: checks the harness, not speed",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default: results/)")
     args = parser.parse_args(argv)
     if args.smoke:

@@ -15,6 +15,7 @@ binds all interfaces (Serve's own choice); clients here only ever use 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import socket
@@ -28,8 +29,12 @@ SERVICER_FUNCTION = "modelplane.v1.inference_pb2_grpc.add_InferenceServiceServic
 APP_NAME = "bench"
 # Settings that would switch Serve off its stock proxy path; cleared so the comparison
 # measures the default whatever the caller's environment says.
-_NON_STOCK_ENV = ("RAY_SERVE_ENABLE_DIRECT_INGRESS", "RAY_SERVE_THROUGHPUT_OPTIMIZED",
-                  "RAY_SERVE_ENABLE_HA_PROXY", "RAY_ADDRESS")
+_NON_STOCK_ENV = (
+    "RAY_SERVE_ENABLE_DIRECT_INGRESS",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED",
+    "RAY_SERVE_ENABLE_HA_PROXY",
+    "RAY_ADDRESS",
+)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -49,7 +54,7 @@ class OrtDeployment:
 
         self._predictor = BarePredictor(session(Path(model_path)), model_name)
 
-    async def Predict(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+    async def Predict(self, request: Any) -> Any:
         return self._predictor.predict(request)
 
 
@@ -92,7 +97,7 @@ def run(args: argparse.Namespace) -> None:
         address="local",  # always a fresh cluster of our own, never someone else's
         num_cpus=args.num_cpus,
         include_dashboard=False,
-        logging_level="WARNING",
+        logging_level=logging.WARNING,
         log_to_driver=False,
     )
     stop = threading.Event()
@@ -124,7 +129,7 @@ def run(args: argparse.Namespace) -> None:
             print("max-seconds reached, stopping", file=sys.stderr, flush=True)
     finally:
         try:
-            serve.shutdown()
+            serve.shutdown()  # type: ignore[no-untyped-call]
         finally:
             ray.shutdown()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import sys
 import time
@@ -16,9 +17,9 @@ import pytest
 # loadtests/ lives beside src/, outside the installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from hdrh.histogram import HdrHistogram  # noqa: E402
+from hdrh.histogram import HdrHistogram
 
-from loadtests.loadgen import (  # noqa: E402
+from loadtests.loadgen import (
     HIGHEST_US,
     LOWEST_US,
     LoadSpec,
@@ -32,7 +33,7 @@ from loadtests.loadgen import (  # noqa: E402
     split,
     summarize,
 )
-from loadtests.predict_vs_bare import ratios  # noqa: E402
+from loadtests.predict_vs_bare import ratios
 
 
 def _evenly(rate: float, start: float, count: int) -> Iterator[float]:
@@ -59,7 +60,7 @@ def test_poisson_schedule_has_the_requested_rate_and_stays_in_the_window() -> No
     assert 9_500 <= len(times) <= 10_500
     assert all(5.0 < t < 15.0 for t in times)
     assert times == sorted(times)
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     # Exponential gaps: mean 1 ms, and about a third longer than the mean (e^-1).
     assert abs(sum(gaps) / len(gaps) - 0.001) < 0.0001
     longer = sum(g > 0.001 for g in gaps) / len(gaps)
@@ -198,5 +199,10 @@ def test_ratios_compare_against_the_baseline() -> None:
 
 
 def _count_above(h: HdrHistogram, micros: int) -> int:
-    return int(sum(item.count_at_value_iterated_to for item in h.get_recorded_iterator()
-                   if item.value_iterated_to > micros))
+    return int(
+        sum(
+            item.count_at_value_iterated_to
+            for item in h.get_recorded_iterator()
+            if item.value_iterated_to > micros
+        )
+    )

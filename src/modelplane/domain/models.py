@@ -55,7 +55,27 @@ class Model:
 
 
 class VersionStatus(enum.Enum):
+    """PENDING -> READY | FAILED; READY -> ARCHIVED or FAILED (integrity); only READY serves."""
+
     READY = "READY"
+    PENDING = "PENDING"
+    FAILED = "FAILED"
+    ARCHIVED = "ARCHIVED"
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a version came from; every field optional, all of it searchable."""
+
+    source_run_id: str = ""
+    dataset_uri: str = ""
+    dataset_hash: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    code_commit: str = ""
+    # 0: no parent.
+    parent_version: int = 0
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,6 +88,18 @@ class ModelVersion:
     status: VersionStatus
     description: str
     created_at_ms: int
+    lineage: Lineage = field(default_factory=Lineage)
+    # Why the version is FAILED or ARCHIVED; empty otherwise.
+    status_reason: str = ""
+    opset: int = 0
+    # Reference inputs/outputs (.npz in the artifact store); empty when none.
+    reference_sha256: str = ""
+    reference_rtol: float = 0.0
+    reference_atol: float = 0.0
+
+    @property
+    def servable(self) -> bool:
+        return self.status is VersionStatus.READY
 
 
 @dataclass(frozen=True)
@@ -75,6 +107,56 @@ class Alias:
     model: str
     alias: str
     version: int
+
+
+@dataclass(frozen=True)
+class AliasChange:
+    """One move of an alias; ``version`` 0 when the change deleted it."""
+
+    model: str
+    alias: str
+    version: int
+    previous_version: int
+    changed_at_ms: int
+    actor: str
+    reason: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One entry of the audit stream; before/after/detail are JSON texts ("" when absent)."""
+
+    event_id: str
+    ts_ms: int
+    generation: int
+    action: str
+    subject: str
+    actor: str
+    reason: str
+    before_json: str
+    after_json: str
+    detail_json: str
+    model: str
+    endpoint: str
+
+
+@dataclass(frozen=True)
+class ServedTarget:
+    model: str
+    version: int
+    weight: int
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
+class ServedAt:
+    """What an endpoint routed to at one moment; revision 0 when it had no route."""
+
+    endpoint: str
+    at_ms: int
+    revision: int
+    targets: tuple[ServedTarget, ...]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 from modelplane.domain.models import (
     DataType,
+    Lineage,
     ModelVersion,
     RouteTarget,
     Signature,
@@ -45,21 +46,75 @@ def signature_from_json(data: dict[str, Any]) -> Signature:
     )
 
 
-def version_record(
-    sha256: str, size_bytes: int, signature: Signature, description: str, now_ms: int
-) -> str:
-    """The stored form of a version; its number is the hash field it is stored under."""
-    return json.dumps(
-        {
-            "sha256": sha256,
-            "size_bytes": size_bytes,
-            "signature": signature_to_json(signature),
-            "status": VersionStatus.READY.value,
-            "description": description,
-            "created_at_ms": now_ms,
-        },
-        separators=(",", ":"),
+def lineage_to_json(lineage: Lineage) -> dict[str, Any]:
+    return {
+        "source_run_id": lineage.source_run_id,
+        "dataset_uri": lineage.dataset_uri,
+        "dataset_hash": lineage.dataset_hash,
+        "params": dict(lineage.params),
+        "metrics": dict(lineage.metrics),
+        "code_commit": lineage.code_commit,
+        "parent_version": lineage.parent_version,
+        "tags": dict(lineage.tags),
+    }
+
+
+def lineage_from_json(data: dict[str, Any]) -> Lineage:
+    return Lineage(
+        source_run_id=str(data.get("source_run_id", "")),
+        dataset_uri=str(data.get("dataset_uri", "")),
+        dataset_hash=str(data.get("dataset_hash", "")),
+        params={str(k): str(v) for k, v in (data.get("params") or {}).items()},
+        metrics={str(k): float(v) for k, v in (data.get("metrics") or {}).items()},
+        code_commit=str(data.get("code_commit", "")),
+        parent_version=int(data.get("parent_version", 0)),
+        tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
     )
+
+
+def version_to_json(version: ModelVersion) -> dict[str, Any]:
+    """Everything but model and number, which are the record's address."""
+    return {
+        "sha256": version.sha256,
+        "size_bytes": version.size_bytes,
+        "signature": signature_to_json(version.signature),
+        "status": version.status.value,
+        "status_reason": version.status_reason,
+        "description": version.description,
+        "created_at_ms": version.created_at_ms,
+        "lineage": lineage_to_json(version.lineage),
+        "opset": version.opset,
+        "reference_sha256": version.reference_sha256,
+        "reference_rtol": version.reference_rtol,
+        "reference_atol": version.reference_atol,
+    }
+
+
+def version_record(
+    sha256: str,
+    size_bytes: int,
+    signature: Signature,
+    description: str,
+    now_ms: int,
+    **extra: Any,
+) -> str:
+    """The stored form of a version; its number is the hash field it is stored under.
+
+    ``extra`` carries the optional ModelVersion fields (lineage, status, opset, ...);
+    without them the record is a READY version with empty lineage.
+    """
+    version = ModelVersion(
+        model="",
+        version=0,
+        sha256=sha256,
+        size_bytes=size_bytes,
+        signature=signature,
+        status=extra.pop("status", VersionStatus.READY),
+        description=description,
+        created_at_ms=now_ms,
+        **extra,
+    )
+    return json.dumps(version_to_json(version), separators=(",", ":"))
 
 
 def version_from_record(model: str, version: int, record: str) -> ModelVersion:
@@ -73,6 +128,12 @@ def version_from_record(model: str, version: int, record: str) -> ModelVersion:
         status=VersionStatus(data["status"]),
         description=str(data["description"]),
         created_at_ms=int(data["created_at_ms"]),
+        lineage=lineage_from_json(data.get("lineage") or {}),
+        status_reason=str(data.get("status_reason", "")),
+        opset=int(data.get("opset", 0)),
+        reference_sha256=str(data.get("reference_sha256", "")),
+        reference_rtol=float(data.get("reference_rtol", 0.0)),
+        reference_atol=float(data.get("reference_atol", 0.0)),
     )
 
 

@@ -40,60 +40,109 @@ from modelplane.domain.errors import (
 )
 from modelplane.domain.models import (
     Alias,
+    AliasChange,
+    AuditEvent,
+    Lineage,
     Model,
     ModelVersion,
     Route,
     RouteTarget,
+    ServedAt,
+    ServedTarget,
     ServingSnapshot,
     Signature,
     VersionKey,
+    VersionStatus,
 )
+from modelplane.registry import audit_context
 from modelplane.registry.names import validate_alias, validate_name, validate_version_number
 from modelplane.registry.records import (
     targets_from_record,
     targets_record,
     version_from_record,
     version_record,
+    version_to_json,
 )
 from modelplane.registry.store import RegistryStore
 
-# Bounds the audit stream; approximate trimming keeps XADD O(1).
+# Bounds the audit stream; approximate trimming keeps XADD O(1). Alias and
+# route history lists are never trimmed: they answer "what served when".
 AUDIT_MAX_LEN = 100_000
 
-# Shared by every script. ARGV[1] is always the key prefix.
+# Shared by every script. ARGV[1..3] are always the key prefix, the actor and
+# the reason (audit_context.py); each script's own arguments start at ARGV[4].
 _LUA_PRELUDE = f"""
-local prefix = ARGV[1]
+local prefix, actor, reason = ARGV[1], ARGV[2], ARGV[3]
 local function k(...)
   return prefix .. ':' .. table.concat({{...}}, ':')
 end
-local function emit(kind, name, action, subject, detail, now)
+-- ev: kind, name, action, subject, now, and optional detail, before, after
+-- (JSON texts), model, endpoint.
+local function emit(ev)
   local gen = redis.call('INCR', k('generation'))
   redis.call('XADD', k('audit'), 'MAXLEN', '~', {AUDIT_MAX_LEN}, '*',
-    'action', action, 'subject', subject, 'detail', detail, 'ts_ms', now,
-    'generation', gen)
+    'action', ev.action, 'subject', ev.subject, 'detail', ev.detail or '{{}}',
+    'ts_ms', ev.now, 'generation', gen, 'actor', actor, 'reason', reason,
+    'before', ev.before or '', 'after', ev.after or '',
+    'model', ev.model or '', 'endpoint', ev.endpoint or '')
   redis.call('PUBLISH', k('changes'),
-    cjson.encode({{kind = kind, name = name, generation = gen}}))
+    cjson.encode({{kind = ev.kind, name = ev.name, generation = gen}}))
   return gen
+end
+local function status_of(record)
+  return cjson.decode(record)['status']
+end
+-- Aliases of the model naming the version, and routes reaching it directly or
+-- through one of those aliases.
+local function references(model, version)
+  local aliases, endpoints, by_alias = {{}}, {{}}, {{}}
+  local flat = redis.call('HGETALL', k('aliases', model))
+  for i = 1, #flat, 2 do
+    by_alias[flat[i]] = flat[i + 1]
+    if flat[i + 1] == version then aliases[#aliases + 1] = flat[i] end
+  end
+  for _, endpoint in ipairs(redis.call('SMEMBERS', k('routes'))) do
+    local targets = redis.call('HGET', k('route', endpoint), 'targets')
+    if targets then
+      for _, t in ipairs(cjson.decode(targets)) do
+        if t['model'] == model and ((t['version'] and tostring(t['version']) == version)
+            or (t['alias'] and by_alias[t['alias']] == version)) then
+          endpoints[#endpoints + 1] = endpoint
+          break
+        end
+      end
+    end
+  end
+  table.sort(aliases)
+  table.sort(endpoints)
+  return aliases, endpoints
 end
 """
 
-# ARGV: prefix, name, description, now_ms, detail
+# ARGV: name, description, now_ms, detail
 _CREATE_MODEL = """
-local name, description, now, detail = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local name, description, now, detail = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 if redis.call('SADD', k('models'), name) == 0 then
   return {'exists'}
 end
 redis.call('HSET', k('model', name),
   'description', description, 'created_at_ms', now, 'latest_version', 0)
-local gen = emit('model', name, 'create_model', 'model/' .. name, detail, now)
+local gen = emit({kind = 'model', name = name, action = 'create_model',
+  subject = 'model/' .. name, detail = detail, after = detail, model = name, now = now})
 return {'ok', gen}
 """
 
-# ARGV: prefix, model, record, detail, now_ms
+# ARGV: model, record, detail, now_ms, idempotency key ('' for none)
 _ADD_VERSION = """
-local model, record, detail, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local model, record, detail, now, idem = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 if redis.call('SISMEMBER', k('models'), model) == 0 then
   return {'no_model'}
+end
+if idem ~= '' then
+  local existing = redis.call('HGET', k('idempotency', model), idem)
+  if existing then
+    return {'duplicate', tonumber(existing)}
+  end
 end
 local mkey, vkey = k('model', model), k('versions', model)
 local n = tonumber(redis.call('HGET', mkey, 'latest_version') or '0') + 1
@@ -103,35 +152,100 @@ while redis.call('HEXISTS', vkey, tostring(n)) == 1 do
 end
 redis.call('HSET', vkey, tostring(n), record)
 redis.call('HSET', mkey, 'latest_version', n)
+if idem ~= '' then
+  redis.call('HSET', k('idempotency', model), idem, n)
+end
 local d = cjson.decode(detail)
 d['version'] = n
-local gen = emit('version', model, 'register_version',
-  'model/' .. model .. '/version/' .. n, cjson.encode(d), now)
+local gen = emit({kind = 'version', name = model, action = 'register_version',
+  subject = 'model/' .. model .. '/version/' .. n, detail = cjson.encode(d),
+  after = cjson.encode({status = status_of(record), version = n}), model = model, now = now})
 return {'ok', n, gen}
 """
 
-# ARGV: prefix, model, alias, version, now_ms
+# Compare-and-set of a version record (status changes). ARGV: model, version,
+# expected record, new record, action, before, after, now_ms, '1' to refuse
+# while a route reaches the version.
+_REPLACE_VERSION = """
+local model, version, expected, record = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local action, before, after, now, guard = ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local vkey = k('versions', model)
+local current = redis.call('HGET', vkey, version)
+if not current then
+  return {'no_version'}
+end
+if current ~= expected then
+  return {'changed'}
+end
+if guard == '1' then
+  local _, endpoints = references(model, version)
+  if #endpoints > 0 then
+    return {'routed', table.concat(endpoints, ',')}
+  end
+end
+redis.call('HSET', vkey, version, record)
+local gen = emit({kind = 'version', name = model, action = action,
+  subject = 'model/' .. model .. '/version/' .. version, before = before, after = after,
+  model = model, now = now})
+return {'ok', gen}
+"""
+
+# ARGV: model, version, now_ms
+_DELETE_VERSION = """
+local model, version, now = ARGV[4], ARGV[5], ARGV[6]
+local vkey = k('versions', model)
+local record = redis.call('HGET', vkey, version)
+if not record then
+  return {'no_version'}
+end
+local aliases, endpoints = references(model, version)
+if #aliases > 0 or #endpoints > 0 then
+  return {'in_use', table.concat(aliases, ','), table.concat(endpoints, ',')}
+end
+redis.call('HDEL', vkey, version)
+-- The number stays used: latest_version is not lowered, so it is never reissued.
+local gen = emit({kind = 'version', name = model, action = 'delete_version',
+  subject = 'model/' .. model .. '/version/' .. version, before = record, model = model,
+  now = now})
+return {'ok', gen}
+"""
+
+# ARGV: model, alias, version, now_ms
 _SET_ALIAS = """
-local model, alias, version, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local model, alias, version, now = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 if redis.call('SISMEMBER', k('models'), model) == 0 then
   return {'no_model'}
 end
-if redis.call('HEXISTS', k('versions', model), version) == 0 then
+local record = redis.call('HGET', k('versions', model), version)
+if not record then
   return {'no_version'}
+end
+local status = status_of(record)
+if status ~= 'READY' then
+  return {'not_ready', status}
 end
 local akey = k('aliases', model)
 local previous = redis.call('HGET', akey, alias)
 redis.call('HSET', akey, alias, version)
 local d = {version = tonumber(version)}
-if previous then d['previous'] = tonumber(previous) end
-local gen = emit('alias', model, 'set_alias',
-  'model/' .. model .. '/alias/' .. alias, cjson.encode(d), now)
+local before = ''
+if previous then
+  d['previous'] = tonumber(previous)
+  before = cjson.encode({version = tonumber(previous)})
+end
+local gen = emit({kind = 'alias', name = model, action = 'set_alias',
+  subject = 'model/' .. model .. '/alias/' .. alias, detail = cjson.encode(d),
+  before = before, after = cjson.encode({version = tonumber(version)}), model = model,
+  now = now})
+redis.call('RPUSH', k('alias_history', model, alias), cjson.encode({
+  version = tonumber(version), previous = tonumber(previous or '0'), ts_ms = tonumber(now),
+  actor = actor, reason = reason, generation = gen}))
 return {'ok', gen}
 """
 
-# ARGV: prefix, model, alias, now_ms
+# ARGV: model, alias, now_ms
 _DELETE_ALIAS = """
-local model, alias, now = ARGV[2], ARGV[3], ARGV[4]
+local model, alias, now = ARGV[4], ARGV[5], ARGV[6]
 if redis.call('SISMEMBER', k('models'), model) == 0 then
   return {'no_model'}
 end
@@ -152,66 +266,94 @@ for _, endpoint in ipairs(redis.call('SMEMBERS', k('routes'))) do
   end
 end
 redis.call('HDEL', akey, alias)
-local gen = emit('alias', model, 'delete_alias', 'model/' .. model .. '/alias/' .. alias,
-  cjson.encode({version = tonumber(version)}), now)
+local state = cjson.encode({version = tonumber(version)})
+local gen = emit({kind = 'alias', name = model, action = 'delete_alias',
+  subject = 'model/' .. model .. '/alias/' .. alias, detail = state, before = state,
+  model = model, now = now})
+redis.call('RPUSH', k('alias_history', model, alias), cjson.encode({
+  version = 0, previous = tonumber(version), ts_ms = tonumber(now),
+  actor = actor, reason = reason, generation = gen}))
 return {'ok', gen}
 """
 
-# ARGV: prefix, endpoint, targets, expected_revision, now_ms, detail,
+# ARGV: endpoint, targets, expected_revision, now_ms, detail,
 #       then per target: model, 'v' or 'a', version or alias
 _SET_ROUTE = """
-local endpoint, targets, expected = ARGV[2], ARGV[3], tonumber(ARGV[4])
-local now, detail = ARGV[5], ARGV[6]
+local endpoint, targets, expected = ARGV[4], ARGV[5], tonumber(ARGV[6])
+local now, detail = ARGV[7], ARGV[8]
 local rkey = k('route', endpoint)
 local current = tonumber(redis.call('HGET', rkey, 'revision') or '0')
 if current ~= expected then
   return {'stale', current}
 end
 -- Re-checked here, atomically with the write, so a route can never name
--- something that vanished between the caller's checks and this step.
-local i = 7
+-- something that vanished or stopped being servable between the caller's
+-- checks and this step.
+local i = 9
 local index = 0
 while ARGV[i] do
   local model, kind, ref = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if redis.call('SISMEMBER', k('models'), model) == 0 then
     return {'no_model', index}
   end
-  if kind == 'v' and redis.call('HEXISTS', k('versions', model), ref) == 0 then
+  local number = ref
+  if kind == 'a' then
+    number = redis.call('HGET', k('aliases', model), ref)
+    if not number then
+      return {'no_alias', index}
+    end
+  end
+  local record = redis.call('HGET', k('versions', model), number)
+  if not record then
     return {'no_version', index}
   end
-  if kind == 'a' and redis.call('HEXISTS', k('aliases', model), ref) == 0 then
-    return {'no_alias', index}
+  local status = status_of(record)
+  if status ~= 'READY' then
+    return {'not_ready', index, status, number}
   end
   i = i + 3
   index = index + 1
 end
+local before = ''
+local old = redis.call('HMGET', rkey, 'targets', 'revision')
+if old[1] then
+  before = '{"revision":' .. old[2] .. ',"targets":' .. old[1] .. '}'
+end
 local revision = current + 1
 redis.call('HSET', rkey, 'targets', targets, 'revision', revision, 'updated_at_ms', now)
 redis.call('SADD', k('routes'), endpoint)
-local gen = emit('route', endpoint, 'set_route', 'endpoint/' .. endpoint, detail, now)
+local gen = emit({kind = 'route', name = endpoint, action = 'set_route',
+  subject = 'endpoint/' .. endpoint, detail = detail, before = before, after = detail,
+  endpoint = endpoint, now = now})
+redis.call('RPUSH', k('route_history', endpoint), '{"revision":' .. revision ..
+  ',"ts_ms":' .. now .. ',"generation":' .. gen .. ',"targets":' .. targets .. '}')
 return {'ok', revision, gen}
 """
 
-# ARGV: prefix, endpoint, expected_revision (0: any), now_ms
+# ARGV: endpoint, expected_revision (0: any), now_ms
 _DELETE_ROUTE = """
-local endpoint, expected, now = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local endpoint, expected, now = ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local rkey = k('route', endpoint)
-local current = redis.call('HGET', rkey, 'revision')
-if not current then
+local old = redis.call('HMGET', rkey, 'targets', 'revision')
+if not old[2] then
   return {'no_route'}
 end
-current = tonumber(current)
+local current = tonumber(old[2])
 if expected ~= 0 and current ~= expected then
   return {'stale', current}
 end
 redis.call('DEL', rkey)
 redis.call('SREM', k('routes'), endpoint)
-local gen = emit('route', endpoint, 'delete_route', 'endpoint/' .. endpoint,
-  cjson.encode({revision = current}), now)
+local gen = emit({kind = 'route', name = endpoint, action = 'delete_route',
+  subject = 'endpoint/' .. endpoint, detail = cjson.encode({revision = current}),
+  before = '{"revision":' .. old[2] .. ',"targets":' .. old[1] .. '}',
+  endpoint = endpoint, now = now})
+redis.call('RPUSH', k('route_history', endpoint), '{"revision":0,"ts_ms":' .. now ..
+  ',"generation":' .. gen .. ',"targets":[]}')
 return {'ok', gen}
 """
 
-# Read-only. ARGV: prefix. -> {{name, model hash, aliases hash}, ...}
+# Read-only. -> {{name, model hash, aliases hash}, ...}
 _LIST_MODELS = """
 local out = {}
 for _, name in ipairs(redis.call('SMEMBERS', k('models'))) do
@@ -234,10 +376,10 @@ local function read_routes()
 end
 """
 
-# Read-only. ARGV: prefix. -> {{endpoint, targets, revision, updated_at_ms}, ...}
+# Read-only. -> {{endpoint, targets, revision, updated_at_ms}, ...}
 _LIST_ROUTES = _ROUTES_LUA + "return read_routes()\n"
 
-# Read-only, one consistent view. ARGV: prefix.
+# Read-only, one consistent view.
 # -> {generation, routes, {{model, versions hash, aliases hash}, ...}}
 _SNAPSHOT = (
     _ROUTES_LUA
@@ -294,6 +436,12 @@ class RedisRegistryStore(RegistryStore):
         self._list_models = self._script(_LIST_MODELS)
         self._list_routes = self._script(_LIST_ROUTES)
         self._snapshot = self._script(_SNAPSHOT)
+        self._replace_version = self._script(_REPLACE_VERSION)
+        self._delete_version = self._script(_DELETE_VERSION)
+        # Parsed version records by (model, number), reused while the stored
+        # text is unchanged: listing thousands of versions then costs one
+        # HGETALL and string compares, not thousands of JSON parses.
+        self._parsed: dict[tuple[str, int], tuple[str, ModelVersion]] = {}
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> RedisRegistryStore:
@@ -324,8 +472,11 @@ class RedisRegistryStore(RegistryStore):
         return self._redis.register_script(_LUA_PRELUDE + body)
 
     def _run(self, script: Script, *args: str | int) -> list[Any]:
+        context = audit_context.current()
         with _reachable():
-            result = _text(script(keys=[], args=[self._prefix, *args]))
+            result = _text(
+                script(keys=[], args=[self._prefix, context.actor, context.reason, *args])
+            )
         if not isinstance(result, list):
             raise Internal(f"unexpected reply from the registry store: {result!r:.100}")
         return result
@@ -367,19 +518,117 @@ class RedisRegistryStore(RegistryStore):
         signature: Signature,
         description: str,
         now_ms: int,
+        *,
+        lineage: Lineage | None = None,
+        status: VersionStatus = VersionStatus.READY,
+        opset: int = 0,
+        reference_sha256: str = "",
+        reference_rtol: float = 0.0,
+        reference_atol: float = 0.0,
+        idempotency_key: str = "",
     ) -> ModelVersion:
         validate_name("model", model)
-        record = version_record(sha256, size_bytes, signature, description, now_ms)
+        record = version_record(
+            sha256,
+            size_bytes,
+            signature,
+            description,
+            now_ms,
+            status=status,
+            lineage=lineage or Lineage(),
+            opset=opset,
+            reference_sha256=reference_sha256,
+            reference_rtol=reference_rtol,
+            reference_atol=reference_atol,
+        )
         result = self._run(
             self._add_version,
             model,
             record,
             _detail(sha256=sha256, size_bytes=size_bytes),
             now_ms,
+            idempotency_key,
         )
         if result[0] == "no_model":
             raise NotFound(f"model '{model}' not found")
+        if result[0] == "duplicate":
+            return self.get_version(model, int(result[1]))
         return version_from_record(model, int(result[1]), record)
+
+    def find_idempotent(self, model: str, key: str) -> ModelVersion | None:
+        validate_name("model", model)
+        with _reachable():
+            number = _text(self._redis.hget(self._key("idempotency", model), key))
+        if number is None:
+            return None
+        try:
+            return self.get_version(model, int(number))
+        except NotFound:
+            # The version was deleted since: the key no longer names anything.
+            return None
+
+    def update_version(
+        self,
+        model: str,
+        version: int,
+        change: Callable[[ModelVersion], ModelVersion],
+        action: str,
+        refuse_if_routed: bool = False,
+    ) -> ModelVersion:
+        """Applies ``change`` to the stored version as one compare-and-set, audited.
+
+        ``change`` may raise (e.g. FailedPrecondition for a transition it does not
+        allow); it is re-run on the fresh record if a concurrent write won.
+        """
+        validate_name("model", model)
+        name = f"version {version} of model '{model}'"
+        for _ in range(_CAS_ATTEMPTS):
+            with _reachable():
+                raw = _text(self._redis.hget(self._key("versions", model), str(version)))
+            if raw is None:
+                self.get_model(model)
+                raise NotFound(f"{name} not found")
+            current = self._parse(model, version, str(raw))
+            updated = change(current)
+            state = {"status": updated.status.value, "status_reason": updated.status_reason}
+            result = self._run(
+                self._replace_version,
+                model,
+                version,
+                str(raw),
+                _record_of(updated),
+                action,
+                _detail(status=current.status.value, status_reason=current.status_reason),
+                _detail(**state),
+                self._now_ms(),
+                "1" if refuse_if_routed else "0",
+            )
+            if result[0] == "no_version":
+                raise NotFound(f"{name} not found")
+            if result[0] == "routed":
+                raise FailedPrecondition(
+                    f"{name} is still served by endpoint(s) {_names(result[1])}; "
+                    "change those routes first"
+                )
+            if result[0] == "ok":
+                return updated
+        raise Aborted(f"{name} kept changing while it was being updated; retry")
+
+    def delete_version(self, model: str, version: int) -> None:
+        validate_name("model", model)
+        validate_version_number("version", version)
+        result = self._run(self._delete_version, model, version, self._now_ms())
+        name = f"version {version} of model '{model}'"
+        if result[0] == "no_version":
+            self.get_model(model)
+            raise NotFound(f"{name} not found")
+        if result[0] == "in_use":
+            refs = [f"alias {_names(result[1])}"] if result[1] else []
+            refs += [f"endpoint(s) {_names(result[2])}"] if result[2] else []
+            raise FailedPrecondition(
+                f"{name} is still referenced by {' and '.join(refs)}; "
+                "move or delete those first, or archive the version instead"
+            )
 
     def get_version(self, model: str, version: int) -> ModelVersion:
         validate_name("model", model)
@@ -391,7 +640,17 @@ class RedisRegistryStore(RegistryStore):
         _require_model(exists, model)
         if record is None:
             raise NotFound(f"version {version} of model '{model}' not found")
-        return version_from_record(model, version, str(record))
+        return self._parse(model, version, str(record))
+
+    def _parse(self, model: str, version: int, record: str) -> ModelVersion:
+        cached = self._parsed.get((model, version))
+        if cached is not None and cached[0] == record:
+            return cached[1]
+        parsed = version_from_record(model, version, record)
+        if len(self._parsed) >= _PARSE_CACHE_MAX:
+            self._parsed.clear()
+        self._parsed[(model, version)] = (record, parsed)
+        return parsed
 
     def list_versions(self, model: str) -> list[ModelVersion]:
         validate_name("model", model)
@@ -401,9 +660,7 @@ class RedisRegistryStore(RegistryStore):
             pipe.hgetall(self._key("versions", model))
             exists, records = _text(pipe.execute())
         _require_model(exists, model)
-        versions = [
-            version_from_record(model, int(number), record) for number, record in records.items()
-        ]
+        versions = [self._parse(model, int(number), record) for number, record in records.items()]
         return sorted(versions, key=lambda v: v.version)
 
     # ----------------------------------------------------------------- aliases
@@ -417,6 +674,11 @@ class RedisRegistryStore(RegistryStore):
             raise NotFound(f"model '{model}' not found")
         if result[0] == "no_version":
             raise NotFound(f"version {version} of model '{model}' not found")
+        if result[0] == "not_ready":
+            raise FailedPrecondition(
+                f"version {version} of model '{model}' is {result[1]}, not READY; "
+                "only READY versions can be aliased"
+            )
         return Alias(model=model, alias=alias, version=version)
 
     def get_alias(self, model: str, alias: str) -> Alias:
@@ -478,6 +740,14 @@ class RedisRegistryStore(RegistryStore):
             )
         if status in ("no_model", "no_version", "no_alias"):
             raise NotFound(_missing_target(targets[int(result[1])], int(result[1]), status))
+        if status == "not_ready":
+            index = int(result[1])
+            target = targets[index]
+            via = f" (alias '{target.alias}')" if target.alias is not None else ""
+            raise FailedPrecondition(
+                f"targets[{index}]: version {result[3]} of model '{target.model}'{via} is "
+                f"{result[2]}, not READY; only READY versions can be routed to"
+            )
         return Route(
             endpoint=endpoint, targets=targets, revision=int(result[1]), updated_at_ms=now_ms
         )
@@ -524,7 +794,7 @@ class RedisRegistryStore(RegistryStore):
         for row in model_rows:
             model = str(row[0])
             for number, record in _pairs(row[1]).items():
-                versions[VersionKey(model, int(number))] = version_from_record(
+                versions[VersionKey(model, int(number))] = self._parse(
                     model, int(number), record
                 )
             for alias, number in _pairs(row[2]).items():
@@ -532,6 +802,80 @@ class RedisRegistryStore(RegistryStore):
         return ServingSnapshot(
             routes=routes, versions=versions, aliases=aliases, generation=int(generation)
         )
+
+    # ------------------------------------------------------------------- audit
+
+    def alias_history(self, model: str, alias: str) -> list[AliasChange]:
+        validate_name("model", model)
+        validate_alias("alias", alias)
+        with _reachable():
+            entries = _text(self._redis.lrange(self._key("alias_history", model, alias), 0, -1))
+        changes = []
+        for entry in entries:
+            data = json.loads(entry)
+            changes.append(
+                AliasChange(
+                    model=model,
+                    alias=alias,
+                    version=int(data["version"]),
+                    previous_version=int(data.get("previous", 0)),
+                    changed_at_ms=int(data["ts_ms"]),
+                    actor=str(data.get("actor", "")),
+                    reason=str(data.get("reason", "")),
+                    generation=int(data["generation"]),
+                )
+            )
+        return changes
+
+    def audit_events(
+        self, since_ms: int | None = None, until_ms: int | None = None, page: int = 2000
+    ) -> Iterator[AuditEvent]:
+        """Audit events oldest first, bounded by the stream ids' time (Redis's clock)."""
+        low = f"{since_ms}-0" if since_ms is not None else "-"
+        high = f"{until_ms}-18446744073709551615" if until_ms is not None else "+"
+        while True:
+            with _reachable():
+                rows = _text(self._redis.xrange(self.audit_stream, low, high, count=page))
+            for event_id, fields in rows:
+                yield _audit_event(str(event_id), fields)
+            if len(rows) < page:
+                return
+            # Exclusive continuation after the last id seen.
+            low = "(" + str(rows[-1][0])
+
+    def served_at(self, endpoint: str, at_ms: int) -> ServedAt:
+        validate_name("endpoint", endpoint)
+        with _reachable():
+            entries = _text(self._redis.lrange(self._key("route_history", endpoint), 0, -1))
+        in_force = None
+        for entry in entries:
+            data = json.loads(entry)
+            if int(data["ts_ms"]) > at_ms:
+                break
+            in_force = data
+        if in_force is None or int(in_force["revision"]) == 0:
+            return ServedAt(endpoint=endpoint, at_ms=at_ms, revision=0, targets=())
+        targets = []
+        for item in in_force["targets"]:
+            model = str(item["model"])
+            if "alias" in item:
+                alias = str(item["alias"])
+                version = self._alias_at(model, alias, at_ms)
+                targets.append(ServedTarget(model, version, int(item["weight"]), alias))
+            else:
+                targets.append(ServedTarget(model, int(item["version"]), int(item["weight"])))
+        return ServedAt(
+            endpoint=endpoint, at_ms=at_ms, revision=int(in_force["revision"]),
+            targets=tuple(targets),
+        )
+
+    def _alias_at(self, model: str, alias: str, at_ms: int) -> int:
+        version = 0
+        for change in self.alias_history(model, alias):
+            if change.changed_at_ms > at_ms:
+                break
+            version = change.version
+        return version
 
     def current_generation(self) -> int:
         with _reachable():
@@ -581,3 +925,32 @@ def _missing_target(target: RouteTarget, index: int, status: str) -> str:
             f"of model '{target.model}' not found"
         )
     return f"targets[{index}].alias: alias '{target.alias}' of model '{target.model}' not found"
+
+
+_PARSE_CACHE_MAX = 200_000
+_CAS_ATTEMPTS = 10
+
+
+def _record_of(version: ModelVersion) -> str:
+    return json.dumps(version_to_json(version), separators=(",", ":"))
+
+
+def _names(joined: Any) -> str:
+    return ", ".join(f"'{name}'" for name in str(joined).split(",") if name)
+
+
+def _audit_event(event_id: str, fields: dict[str, str]) -> AuditEvent:
+    return AuditEvent(
+        event_id=event_id,
+        ts_ms=int(fields.get("ts_ms", 0)),
+        generation=int(fields.get("generation", 0)),
+        action=fields.get("action", ""),
+        subject=fields.get("subject", ""),
+        actor=fields.get("actor", ""),
+        reason=fields.get("reason", ""),
+        before_json=fields.get("before", ""),
+        after_json=fields.get("after", ""),
+        detail_json=fields.get("detail", ""),
+        model=fields.get("model", ""),
+        endpoint=fields.get("endpoint", ""),
+    )

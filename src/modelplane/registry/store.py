@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Iterator
 
 from modelplane.domain.models import (
     Alias,
+    AliasChange,
+    AuditEvent,
+    Lineage,
     Model,
     ModelVersion,
     Route,
     RouteTarget,
+    ServedAt,
     ServingSnapshot,
     Signature,
+    VersionStatus,
 )
 
 
@@ -41,14 +47,48 @@ class RegistryStore(abc.ABC):
         signature: Signature,
         description: str,
         now_ms: int,
+        *,
+        lineage: Lineage | None = None,
+        status: VersionStatus = VersionStatus.READY,
+        opset: int = 0,
+        reference_sha256: str = "",
+        reference_rtol: float = 0.0,
+        reference_atol: float = 0.0,
+        idempotency_key: str = "",
     ) -> ModelVersion:
-        """Allocate the model's next version number atomically and record it."""
+        """Allocate the model's next version number atomically and record it.
+
+        With an ``idempotency_key`` already used for this model, records nothing
+        and returns the version that key created.
+        """
+
+    @abc.abstractmethod
+    def find_idempotent(self, model: str, key: str) -> ModelVersion | None:
+        """The live version an idempotency key created, if any."""
 
     @abc.abstractmethod
     def get_version(self, model: str, version: int) -> ModelVersion: ...
 
     @abc.abstractmethod
     def list_versions(self, model: str) -> list[ModelVersion]: ...
+
+    @abc.abstractmethod
+    def update_version(
+        self,
+        model: str,
+        version: int,
+        change: Callable[[ModelVersion], ModelVersion],
+        action: str,
+        refuse_if_routed: bool = False,
+    ) -> ModelVersion:
+        """Compare-and-set of one version (status changes), audited as ``action``.
+
+        ``refuse_if_routed``: FailedPrecondition while a route reaches the version.
+        """
+
+    @abc.abstractmethod
+    def delete_version(self, model: str, version: int) -> None:
+        """FailedPrecondition naming the aliases and routes that still reference it."""
 
     @abc.abstractmethod
     def set_alias(self, model: str, alias: str, version: int) -> Alias: ...
@@ -77,6 +117,20 @@ class RegistryStore(abc.ABC):
 
     @abc.abstractmethod
     def delete_route(self, endpoint: str, expected_revision: int) -> None: ...
+
+    @abc.abstractmethod
+    def alias_history(self, model: str, alias: str) -> list[AliasChange]:
+        """Every move of the alias, oldest first."""
+
+    @abc.abstractmethod
+    def audit_events(
+        self, since_ms: int | None = None, until_ms: int | None = None
+    ) -> Iterator[AuditEvent]:
+        """The audit trail, oldest first."""
+
+    @abc.abstractmethod
+    def served_at(self, endpoint: str, at_ms: int) -> ServedAt:
+        """The route in force at ``at_ms``, its aliases resolved as they were then."""
 
     @abc.abstractmethod
     def current_generation(self) -> int:

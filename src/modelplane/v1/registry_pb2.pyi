@@ -29,11 +29,23 @@ class _VersionStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Version
     DESCRIPTOR: _descriptor.EnumDescriptor
     VERSION_STATUS_UNSPECIFIED: _VersionStatus.ValueType  # 0
     VERSION_STATUS_READY: _VersionStatus.ValueType  # 1
+    VERSION_STATUS_PENDING: _VersionStatus.ValueType  # 2
+    """Recorded, not yet validated: cannot be aliased or routed to."""
+    VERSION_STATUS_FAILED: _VersionStatus.ValueType  # 3
+    """Validation or an integrity check failed; status_reason says why."""
+    VERSION_STATUS_ARCHIVED: _VersionStatus.ValueType  # 4
+    """Retired by an operator: kept for the record, never served again."""
 
 class VersionStatus(_VersionStatus, metaclass=_VersionStatusEnumTypeWrapper): ...
 
 VERSION_STATUS_UNSPECIFIED: VersionStatus.ValueType  # 0
 VERSION_STATUS_READY: VersionStatus.ValueType  # 1
+VERSION_STATUS_PENDING: VersionStatus.ValueType  # 2
+"""Recorded, not yet validated: cannot be aliased or routed to."""
+VERSION_STATUS_FAILED: VersionStatus.ValueType  # 3
+"""Validation or an integrity check failed; status_reason says why."""
+VERSION_STATUS_ARCHIVED: VersionStatus.ValueType  # 4
+"""Retired by an operator: kept for the record, never served again."""
 Global___VersionStatus: _TypeAlias = VersionStatus  # noqa: Y015
 
 @_typing.final
@@ -93,6 +105,113 @@ class Model(_message.Message):
 Global___Model: _TypeAlias = Model  # noqa: Y015
 
 @_typing.final
+class Lineage(_message.Message):
+    """Where a version came from: enough to answer "what made this decision"."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ParamsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class MetricsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class TagsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    SOURCE_RUN_ID_FIELD_NUMBER: _builtins.int
+    DATASET_URI_FIELD_NUMBER: _builtins.int
+    DATASET_HASH_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
+    CODE_COMMIT_FIELD_NUMBER: _builtins.int
+    PARENT_VERSION_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    source_run_id: _builtins.str
+    dataset_uri: _builtins.str
+    dataset_hash: _builtins.str
+    """Content hash of the training data, as the producer computed it (e.g. sha256:...)."""
+    code_commit: _builtins.str
+    parent_version: _builtins.int
+    """The version this one was derived from; 0 when none."""
+    @_builtins.property
+    def params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def metrics(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
+    @_builtins.property
+    def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        source_run_id: _builtins.str = ...,
+        dataset_uri: _builtins.str = ...,
+        dataset_hash: _builtins.str = ...,
+        params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        code_commit: _builtins.str = ...,
+        parent_version: _builtins.int = ...,
+        tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_commit", b"code_commit", "dataset_hash", b"dataset_hash", "dataset_uri", b"dataset_uri", "metrics", b"metrics", "params", b"params", "parent_version", b"parent_version", "source_run_id", b"source_run_id", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Lineage: _TypeAlias = Lineage  # noqa: Y015
+
+@_typing.final
 class ModelVersion(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -104,6 +223,12 @@ class ModelVersion(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    LINEAGE_FIELD_NUMBER: _builtins.int
+    STATUS_REASON_FIELD_NUMBER: _builtins.int
+    OPSET_FIELD_NUMBER: _builtins.int
+    REFERENCE_SHA256_FIELD_NUMBER: _builtins.int
+    REFERENCE_RTOL_FIELD_NUMBER: _builtins.int
+    REFERENCE_ATOL_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     version: _builtins.int
     sha256: _builtins.str
@@ -111,10 +236,20 @@ class ModelVersion(_message.Message):
     size_bytes: _builtins.int
     status: Global___VersionStatus.ValueType
     description: _builtins.str
+    status_reason: _builtins.str
+    """Why the version is FAILED (or archived); empty otherwise."""
+    opset: _builtins.int
+    """Default-domain ONNX opset the model imports."""
+    reference_sha256: _builtins.str
+    """sha256 of the reference inputs/outputs (.npz) stored with the version; empty when none."""
+    reference_rtol: _builtins.float
+    reference_atol: _builtins.float
     @_builtins.property
     def signature(self) -> _tensor_pb2.Signature: ...
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def lineage(self) -> Global___Lineage: ...
     def __init__(
         self,
         *,
@@ -126,10 +261,16 @@ class ModelVersion(_message.Message):
         status: Global___VersionStatus.ValueType = ...,
         description: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        lineage: Global___Lineage | None = ...,
+        status_reason: _builtins.str = ...,
+        opset: _builtins.int = ...,
+        reference_sha256: _builtins.str = ...,
+        reference_rtol: _builtins.float = ...,
+        reference_atol: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "signature", b"signature"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "lineage", b"lineage", "signature", b"signature"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "model", b"model", "sha256", b"sha256", "signature", b"signature", "size_bytes", b"size_bytes", "status", b"status", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "lineage", b"lineage", "model", b"model", "opset", b"opset", "reference_atol", b"reference_atol", "reference_rtol", b"reference_rtol", "reference_sha256", b"reference_sha256", "sha256", b"sha256", "signature", b"signature", "size_bytes", b"size_bytes", "status", b"status", "status_reason", b"status_reason", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -218,22 +359,58 @@ class RegisterVersionHeader(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     CREATE_MODEL_FIELD_NUMBER: _builtins.int
+    LINEAGE_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    REFERENCE_NPZ_FIELD_NUMBER: _builtins.int
+    REFERENCE_RTOL_FIELD_NUMBER: _builtins.int
+    REFERENCE_ATOL_FIELD_NUMBER: _builtins.int
+    SOURCE_URI_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     description: _builtins.str
     create_model: _builtins.bool
     """Create the model when it does not exist yet instead of answering NOT_FOUND."""
+    idempotency_key: _builtins.str
+    """Retrying a registration with the same key returns the version the first
+    attempt created instead of a new one. 1-128 characters of [A-Za-z0-9._-].
+    """
+    reference_npz: _builtins.bytes
+    """Optional reference data: an .npz with arrays "input.<name>" and
+    "output.<name>", replayed at validation and when a replica loads the version.
+    """
+    reference_rtol: _builtins.float
+    """Tolerance for the reference outputs: |actual - expected| <= atol + rtol * |expected|.
+    Unset: rtol 1e-5, atol 1e-6.
+    """
+    reference_atol: _builtins.float
+    source_uri: _builtins.str
+    """Register from a URI under an allowed root instead of streaming chunks."""
+    @_builtins.property
+    def lineage(self) -> Global___Lineage: ...
     def __init__(
         self,
         *,
         model: _builtins.str = ...,
         description: _builtins.str = ...,
         create_model: _builtins.bool = ...,
+        lineage: Global___Lineage | None = ...,
+        idempotency_key: _builtins.str = ...,
+        reference_npz: _builtins.bytes = ...,
+        reference_rtol: _builtins.float | None = ...,
+        reference_atol: _builtins.float | None = ...,
+        source_uri: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_reference_atol", b"_reference_atol", "_reference_rtol", b"_reference_rtol", "lineage", b"lineage", "reference_atol", b"reference_atol", "reference_rtol", b"reference_rtol"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_model", b"create_model", "description", b"description", "model", b"model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reference_atol", b"_reference_atol", "_reference_rtol", b"_reference_rtol", "create_model", b"create_model", "description", b"description", "idempotency_key", b"idempotency_key", "lineage", b"lineage", "model", b"model", "reference_atol", b"reference_atol", "reference_npz", b"reference_npz", "reference_rtol", b"reference_rtol", "source_uri", b"source_uri"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__reference_atol: _TypeAlias = _typing.Literal["reference_atol"]  # noqa: Y015
+    _WhichOneofArgType__reference_atol: _TypeAlias = _typing.Literal["_reference_atol", b"_reference_atol"]  # noqa: Y015
+    _WhichOneofReturnType__reference_rtol: _TypeAlias = _typing.Literal["reference_rtol"]  # noqa: Y015
+    _WhichOneofArgType__reference_rtol: _TypeAlias = _typing.Literal["_reference_rtol", b"_reference_rtol"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reference_atol) -> _WhichOneofReturnType__reference_atol | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reference_rtol) -> _WhichOneofReturnType__reference_rtol | None: ...
 
 Global___RegisterVersionHeader: _TypeAlias = RegisterVersionHeader  # noqa: Y015
 
@@ -289,19 +466,85 @@ class ListVersionsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MODEL_FIELD_NUMBER: _builtins.int
+    WHERE_FIELD_NUMBER: _builtins.int
     model: _builtins.str
+    where: _builtins.str
+    """Optional filter, e.g. "metrics.auc>0.9 and tags.team=risk". Fields:
+    metrics.<k> and params.<k>, tags.<k>, status, version; operators
+    = != > >= < <=; clauses joined by "and" / "or" ("and" binds tighter).
+    """
     def __init__(
         self,
         *,
         model: _builtins.str = ...,
+        where: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "where", b"where"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListVersionsRequest: _TypeAlias = ListVersionsRequest  # noqa: Y015
+
+@_typing.final
+class ArchiveVersionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    version: _builtins.int
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveVersionRequest: _TypeAlias = ArchiveVersionRequest  # noqa: Y015
+
+@_typing.final
+class DeleteVersionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    version: _builtins.int
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteVersionRequest: _TypeAlias = DeleteVersionRequest  # noqa: Y015
+
+@_typing.final
+class DeleteVersionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteVersionResponse: _TypeAlias = DeleteVersionResponse  # noqa: Y015
 
 @_typing.final
 class ListVersionsResponse(_message.Message):
@@ -431,3 +674,285 @@ class DeleteAliasResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteAliasResponse: _TypeAlias = DeleteAliasResponse  # noqa: Y015
+
+@_typing.final
+class ListAliasHistoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    ALIAS_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    alias: _builtins.str
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        alias: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAliasHistoryRequest: _TypeAlias = ListAliasHistoryRequest  # noqa: Y015
+
+@_typing.final
+class AliasChange(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    ALIAS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    PREVIOUS_VERSION_FIELD_NUMBER: _builtins.int
+    CHANGED_AT_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    alias: _builtins.str
+    version: _builtins.int
+    """0 when the change deleted the alias."""
+    previous_version: _builtins.int
+    """0 when the alias did not exist before."""
+    actor: _builtins.str
+    reason: _builtins.str
+    generation: _builtins.int
+    @_builtins.property
+    def changed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        alias: _builtins.str = ...,
+        version: _builtins.int = ...,
+        previous_version: _builtins.int = ...,
+        changed_at: _timestamp_pb2.Timestamp | None = ...,
+        actor: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        generation: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "alias", b"alias", "changed_at", b"changed_at", "generation", b"generation", "model", b"model", "previous_version", b"previous_version", "reason", b"reason", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AliasChange: _TypeAlias = AliasChange  # noqa: Y015
+
+@_typing.final
+class ListAliasHistoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___AliasChange]: ...
+    def __init__(
+        self,
+        *,
+        changes: _abc.Iterable[Global___AliasChange] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAliasHistoryResponse: _TypeAlias = ListAliasHistoryResponse  # noqa: Y015
+
+@_typing.final
+class AuditEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    BEFORE_JSON_FIELD_NUMBER: _builtins.int
+    AFTER_JSON_FIELD_NUMBER: _builtins.int
+    DETAIL_JSON_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The Redis stream id: orders events exactly."""
+    generation: _builtins.int
+    action: _builtins.str
+    subject: _builtins.str
+    actor: _builtins.str
+    reason: _builtins.str
+    before_json: _builtins.str
+    """JSON of the state before and after the change; empty when there was none."""
+    after_json: _builtins.str
+    detail_json: _builtins.str
+    model: _builtins.str
+    endpoint: _builtins.str
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        generation: _builtins.int = ...,
+        action: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        actor: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        before_json: _builtins.str = ...,
+        after_json: _builtins.str = ...,
+        detail_json: _builtins.str = ...,
+        model: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "after_json", b"after_json", "before_json", b"before_json", "detail_json", b"detail_json", "endpoint", b"endpoint", "generation", b"generation", "id", b"id", "model", b"model", "reason", b"reason", "subject", b"subject", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditEvent: _TypeAlias = AuditEvent  # noqa: Y015
+
+@_typing.final
+class QueryAuditRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    endpoint: _builtins.str
+    actor: _builtins.str
+    action: _builtins.str
+    limit: _builtins.int
+    """At most this many events, oldest first; 0 means 1000."""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """Bounds on the event time; unset means open."""
+
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
+        actor: _builtins.str = ...,
+        action: _builtins.str = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "endpoint", b"endpoint", "limit", b"limit", "model", b"model", "since", b"since", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryAuditRequest: _TypeAlias = QueryAuditRequest  # noqa: Y015
+
+@_typing.final
+class QueryAuditResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___AuditEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryAuditResponse: _TypeAlias = QueryAuditResponse  # noqa: Y015
+
+@_typing.final
+class ServedAtRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    endpoint: _builtins.str
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        endpoint: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServedAtRequest: _TypeAlias = ServedAtRequest  # noqa: Y015
+
+@_typing.final
+class ServedTarget(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    ALIAS_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    version: _builtins.int
+    """The version the target resolved to at that time (aliases resolved then)."""
+    alias: _builtins.str
+    """The alias the route named, if it named one."""
+    weight: _builtins.int
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        version: _builtins.int = ...,
+        alias: _builtins.str = ...,
+        weight: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "model", b"model", "version", b"version", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServedTarget: _TypeAlias = ServedTarget  # noqa: Y015
+
+@_typing.final
+class ServedAtResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    TARGETS_FIELD_NUMBER: _builtins.int
+    endpoint: _builtins.str
+    revision: _builtins.int
+    """The route revision in force; 0 when the endpoint had no route then."""
+    @_builtins.property
+    def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServedTarget]: ...
+    def __init__(
+        self,
+        *,
+        endpoint: _builtins.str = ...,
+        revision: _builtins.int = ...,
+        targets: _abc.Iterable[Global___ServedTarget] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "revision", b"revision", "targets", b"targets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServedAtResponse: _TypeAlias = ServedAtResponse  # noqa: Y015

@@ -65,6 +65,16 @@ class RegistryServiceStub:
                 request_serializer=modelplane_dot_v1_dot_registry__pb2.ListVersionsRequest.SerializeToString,
                 response_deserializer=modelplane_dot_v1_dot_registry__pb2.ListVersionsResponse.FromString,
                 _registered_method=True)
+        self.ArchiveVersion = channel.unary_unary(
+                '/modelplane.v1.RegistryService/ArchiveVersion',
+                request_serializer=modelplane_dot_v1_dot_registry__pb2.ArchiveVersionRequest.SerializeToString,
+                response_deserializer=modelplane_dot_v1_dot_registry__pb2.ModelVersion.FromString,
+                _registered_method=True)
+        self.DeleteVersion = channel.unary_unary(
+                '/modelplane.v1.RegistryService/DeleteVersion',
+                request_serializer=modelplane_dot_v1_dot_registry__pb2.DeleteVersionRequest.SerializeToString,
+                response_deserializer=modelplane_dot_v1_dot_registry__pb2.DeleteVersionResponse.FromString,
+                _registered_method=True)
         self.SetAlias = channel.unary_unary(
                 '/modelplane.v1.RegistryService/SetAlias',
                 request_serializer=modelplane_dot_v1_dot_registry__pb2.SetAliasRequest.SerializeToString,
@@ -79,6 +89,21 @@ class RegistryServiceStub:
                 '/modelplane.v1.RegistryService/DeleteAlias',
                 request_serializer=modelplane_dot_v1_dot_registry__pb2.DeleteAliasRequest.SerializeToString,
                 response_deserializer=modelplane_dot_v1_dot_registry__pb2.DeleteAliasResponse.FromString,
+                _registered_method=True)
+        self.ListAliasHistory = channel.unary_unary(
+                '/modelplane.v1.RegistryService/ListAliasHistory',
+                request_serializer=modelplane_dot_v1_dot_registry__pb2.ListAliasHistoryRequest.SerializeToString,
+                response_deserializer=modelplane_dot_v1_dot_registry__pb2.ListAliasHistoryResponse.FromString,
+                _registered_method=True)
+        self.QueryAudit = channel.unary_unary(
+                '/modelplane.v1.RegistryService/QueryAudit',
+                request_serializer=modelplane_dot_v1_dot_registry__pb2.QueryAuditRequest.SerializeToString,
+                response_deserializer=modelplane_dot_v1_dot_registry__pb2.QueryAuditResponse.FromString,
+                _registered_method=True)
+        self.ServedAt = channel.unary_unary(
+                '/modelplane.v1.RegistryService/ServedAt',
+                request_serializer=modelplane_dot_v1_dot_registry__pb2.ServedAtRequest.SerializeToString,
+                response_deserializer=modelplane_dot_v1_dot_registry__pb2.ServedAtResponse.FromString,
                 _registered_method=True)
 
 
@@ -125,6 +150,21 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ArchiveVersion(self, request, context):
+        """Archived versions stay readable but can no longer be aliased or routed to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteVersion(self, request, context):
+        """Refused with FAILED_PRECONDITION while an alias or a route names the
+        version. The number is never handed out again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetAlias(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -139,6 +179,27 @@ class RegistryServiceServicer:
 
     def DeleteAlias(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAliasHistory(self, request, context):
+        """Every move of one alias, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryAudit(self, request, context):
+        """The audit trail: one event per mutation, written atomically with it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ServedAt(self, request, context):
+        """Which versions an endpoint routed to at a point in time.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -176,6 +237,16 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     request_deserializer=modelplane_dot_v1_dot_registry__pb2.ListVersionsRequest.FromString,
                     response_serializer=modelplane_dot_v1_dot_registry__pb2.ListVersionsResponse.SerializeToString,
             ),
+            'ArchiveVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveVersion,
+                    request_deserializer=modelplane_dot_v1_dot_registry__pb2.ArchiveVersionRequest.FromString,
+                    response_serializer=modelplane_dot_v1_dot_registry__pb2.ModelVersion.SerializeToString,
+            ),
+            'DeleteVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteVersion,
+                    request_deserializer=modelplane_dot_v1_dot_registry__pb2.DeleteVersionRequest.FromString,
+                    response_serializer=modelplane_dot_v1_dot_registry__pb2.DeleteVersionResponse.SerializeToString,
+            ),
             'SetAlias': grpc.unary_unary_rpc_method_handler(
                     servicer.SetAlias,
                     request_deserializer=modelplane_dot_v1_dot_registry__pb2.SetAliasRequest.FromString,
@@ -190,6 +261,21 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.DeleteAlias,
                     request_deserializer=modelplane_dot_v1_dot_registry__pb2.DeleteAliasRequest.FromString,
                     response_serializer=modelplane_dot_v1_dot_registry__pb2.DeleteAliasResponse.SerializeToString,
+            ),
+            'ListAliasHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAliasHistory,
+                    request_deserializer=modelplane_dot_v1_dot_registry__pb2.ListAliasHistoryRequest.FromString,
+                    response_serializer=modelplane_dot_v1_dot_registry__pb2.ListAliasHistoryResponse.SerializeToString,
+            ),
+            'QueryAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryAudit,
+                    request_deserializer=modelplane_dot_v1_dot_registry__pb2.QueryAuditRequest.FromString,
+                    response_serializer=modelplane_dot_v1_dot_registry__pb2.QueryAuditResponse.SerializeToString,
+            ),
+            'ServedAt': grpc.unary_unary_rpc_method_handler(
+                    servicer.ServedAt,
+                    request_deserializer=modelplane_dot_v1_dot_registry__pb2.ServedAtRequest.FromString,
+                    response_serializer=modelplane_dot_v1_dot_registry__pb2.ServedAtResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -366,6 +452,60 @@ class RegistryService:
             _registered_method=True)
 
     @staticmethod
+    def ArchiveVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelplane.v1.RegistryService/ArchiveVersion',
+            modelplane_dot_v1_dot_registry__pb2.ArchiveVersionRequest.SerializeToString,
+            modelplane_dot_v1_dot_registry__pb2.ModelVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelplane.v1.RegistryService/DeleteVersion',
+            modelplane_dot_v1_dot_registry__pb2.DeleteVersionRequest.SerializeToString,
+            modelplane_dot_v1_dot_registry__pb2.DeleteVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def SetAlias(request,
             target,
             options=(),
@@ -436,6 +576,87 @@ class RegistryService:
             '/modelplane.v1.RegistryService/DeleteAlias',
             modelplane_dot_v1_dot_registry__pb2.DeleteAliasRequest.SerializeToString,
             modelplane_dot_v1_dot_registry__pb2.DeleteAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAliasHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelplane.v1.RegistryService/ListAliasHistory',
+            modelplane_dot_v1_dot_registry__pb2.ListAliasHistoryRequest.SerializeToString,
+            modelplane_dot_v1_dot_registry__pb2.ListAliasHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelplane.v1.RegistryService/QueryAudit',
+            modelplane_dot_v1_dot_registry__pb2.QueryAuditRequest.SerializeToString,
+            modelplane_dot_v1_dot_registry__pb2.QueryAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ServedAt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelplane.v1.RegistryService/ServedAt',
+            modelplane_dot_v1_dot_registry__pb2.ServedAtRequest.SerializeToString,
+            modelplane_dot_v1_dot_registry__pb2.ServedAtResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,9 +43,21 @@ class RegistryServiceStub:
     """
     GetVersion: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetVersionRequest, _registry_pb2.ModelVersion]
     ListVersions: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListVersionsRequest, _registry_pb2.ListVersionsResponse]
+    ArchiveVersion: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ArchiveVersionRequest, _registry_pb2.ModelVersion]
+    """Archived versions stay readable but can no longer be aliased or routed to."""
+    DeleteVersion: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeleteVersionRequest, _registry_pb2.DeleteVersionResponse]
+    """Refused with FAILED_PRECONDITION while an alias or a route names the
+    version. The number is never handed out again.
+    """
     SetAlias: _grpc.UnaryUnaryMultiCallable[_registry_pb2.SetAliasRequest, _registry_pb2.Alias]
     GetAlias: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetAliasRequest, _registry_pb2.Alias]
     DeleteAlias: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeleteAliasRequest, _registry_pb2.DeleteAliasResponse]
+    ListAliasHistory: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListAliasHistoryRequest, _registry_pb2.ListAliasHistoryResponse]
+    """Every move of one alias, oldest first."""
+    QueryAudit: _grpc.UnaryUnaryMultiCallable[_registry_pb2.QueryAuditRequest, _registry_pb2.QueryAuditResponse]
+    """The audit trail: one event per mutation, written atomically with it."""
+    ServedAt: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ServedAtRequest, _registry_pb2.ServedAtResponse]
+    """Which versions an endpoint routed to at a point in time."""
 
 @_typing.type_check_only
 class RegistryServiceAsyncStub(RegistryServiceStub):
@@ -62,9 +74,21 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     """
     GetVersion: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetVersionRequest, _registry_pb2.ModelVersion]  # type: ignore[assignment]
     ListVersions: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListVersionsRequest, _registry_pb2.ListVersionsResponse]  # type: ignore[assignment]
+    ArchiveVersion: _aio.UnaryUnaryMultiCallable[_registry_pb2.ArchiveVersionRequest, _registry_pb2.ModelVersion]  # type: ignore[assignment]
+    """Archived versions stay readable but can no longer be aliased or routed to."""
+    DeleteVersion: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeleteVersionRequest, _registry_pb2.DeleteVersionResponse]  # type: ignore[assignment]
+    """Refused with FAILED_PRECONDITION while an alias or a route names the
+    version. The number is never handed out again.
+    """
     SetAlias: _aio.UnaryUnaryMultiCallable[_registry_pb2.SetAliasRequest, _registry_pb2.Alias]  # type: ignore[assignment]
     GetAlias: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetAliasRequest, _registry_pb2.Alias]  # type: ignore[assignment]
     DeleteAlias: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeleteAliasRequest, _registry_pb2.DeleteAliasResponse]  # type: ignore[assignment]
+    ListAliasHistory: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListAliasHistoryRequest, _registry_pb2.ListAliasHistoryResponse]  # type: ignore[assignment]
+    """Every move of one alias, oldest first."""
+    QueryAudit: _aio.UnaryUnaryMultiCallable[_registry_pb2.QueryAuditRequest, _registry_pb2.QueryAuditResponse]  # type: ignore[assignment]
+    """The audit trail: one event per mutation, written atomically with it."""
+    ServedAt: _aio.UnaryUnaryMultiCallable[_registry_pb2.ServedAtRequest, _registry_pb2.ServedAtResponse]  # type: ignore[assignment]
+    """Which versions an endpoint routed to at a point in time."""
 
 class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     """Models, their immutable versions and the aliases that name versions."""
@@ -116,6 +140,24 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_registry_pb2.ListVersionsResponse, _abc.Awaitable[_registry_pb2.ListVersionsResponse]]: ...
 
     @_abc_1.abstractmethod
+    def ArchiveVersion(
+        self,
+        request: _registry_pb2.ArchiveVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ModelVersion, _abc.Awaitable[_registry_pb2.ModelVersion]]:
+        """Archived versions stay readable but can no longer be aliased or routed to."""
+
+    @_abc_1.abstractmethod
+    def DeleteVersion(
+        self,
+        request: _registry_pb2.DeleteVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.DeleteVersionResponse, _abc.Awaitable[_registry_pb2.DeleteVersionResponse]]:
+        """Refused with FAILED_PRECONDITION while an alias or a route names the
+        version. The number is never handed out again.
+        """
+
+    @_abc_1.abstractmethod
     def SetAlias(
         self,
         request: _registry_pb2.SetAliasRequest,
@@ -135,5 +177,29 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _registry_pb2.DeleteAliasRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.DeleteAliasResponse, _abc.Awaitable[_registry_pb2.DeleteAliasResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListAliasHistory(
+        self,
+        request: _registry_pb2.ListAliasHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ListAliasHistoryResponse, _abc.Awaitable[_registry_pb2.ListAliasHistoryResponse]]:
+        """Every move of one alias, oldest first."""
+
+    @_abc_1.abstractmethod
+    def QueryAudit(
+        self,
+        request: _registry_pb2.QueryAuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.QueryAuditResponse, _abc.Awaitable[_registry_pb2.QueryAuditResponse]]:
+        """The audit trail: one event per mutation, written atomically with it."""
+
+    @_abc_1.abstractmethod
+    def ServedAt(
+        self,
+        request: _registry_pb2.ServedAtRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ServedAtResponse, _abc.Awaitable[_registry_pb2.ServedAtResponse]]:
+        """Which versions an endpoint routed to at a point in time."""
 
 def add_RegistryServiceServicer_to_server(servicer: RegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,100 @@
+"""The benchmark harness against a real bare server subprocess, for a couple of seconds."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+# loadtests/ lives beside src/, outside the installed package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from loadtests.loadgen import LoadSpec, Target, run_load
+from loadtests.models import MODELS, write_model
+from loadtests.procs import ServerProcess
+from loadtests.tensors import predict_request, to_array
+from modelplane.sample_models import reference_linear
+from modelplane.v1 import inference_pb2_grpc, tensor_pb2
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def bare_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    model = write_model("tiny", tmp_path_factory.mktemp("models"))
+    server = ServerProcess("loadtests.bare_server", ["--model", str(model), "--max-seconds", "300"])
+    server.start()
+    try:
+        yield server
+    finally:
+        # SIGTERM must end it cleanly, not by the SIGKILL fallback.
+        assert server.stop() == 0
+
+
+def _payload(x: np.ndarray) -> bytes:
+    return predict_request({"x": x}, endpoint="bench").SerializeToString()
+
+
+def test_bare_server_answers_like_the_reference(bare_server: ServerProcess) -> None:
+    x = MODELS["tiny"].sample_input(batch=3)
+    with grpc.insecure_channel(bare_server.address) as channel:
+        response = inference_pb2_grpc.InferenceServiceStub(channel).Predict(
+            predict_request({"x": x}, endpoint="bench"), timeout=10
+        )
+    assert response.endpoint == "bench"
+    assert [t.name for t in response.outputs] == ["y"]
+    y = np.asarray(to_array(response.outputs[0]), dtype=np.float32)
+    np.testing.assert_allclose(y, reference_linear(x), rtol=1e-5)
+
+
+def test_bare_server_rejects_a_short_tensor_with_invalid_argument(
+    bare_server: ServerProcess,
+) -> None:
+    request = predict_request({"x": np.zeros((1, 16), np.float32)}, endpoint="bench")
+    request.inputs[0].data = request.inputs[0].data[:60]
+    with grpc.insecure_channel(bare_server.address) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Predict(request, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == (
+        "inputs['x'].data: expected 64 bytes for shape [1, 16] float32, got 60"
+    )
+
+
+def test_closed_loop_against_the_bare_server(bare_server: ServerProcess) -> None:
+    spec = LoadSpec(mode="closed", concurrency=8, duration_s=2.0, warmup_s=0.5, processes=2)
+    result = run_load(Target(bare_server.address, _payload(MODELS["tiny"].sample_input())), spec)
+    assert result["errors"] == 0, result["error_codes"]
+    assert result["requests"] > 0
+    assert result["throughput_rps"] == pytest.approx(result["requests"] / 2.0)
+    assert 0 < result["p50_ms"] <= result["p90_ms"] <= result["p99_ms"] <= result["p999_ms"]
+    assert result["p999_ms"] <= result["max_ms"]
+
+
+def test_open_loop_sends_at_the_requested_rate(bare_server: ServerProcess) -> None:
+    spec = LoadSpec(
+        mode="open", rate=200.0, concurrency=16, duration_s=2.0, warmup_s=0.5, processes=2
+    )
+    result = run_load(Target(bare_server.address, _payload(MODELS["tiny"].sample_input())), spec)
+    assert result["errors"] == 0, result["error_codes"]
+    # Poisson arrivals: 400 expected over 2 s; 5 standard deviations is +-100.
+    assert 300 <= result["requests"] <= 500
+    assert 0 < result["p50_ms"] <= result["p99_ms"]
+
+
+def test_errors_are_counted_by_status_code(bare_server: ServerProcess) -> None:
+    bad = tensor_pb2.Tensor(name="x", dtype=tensor_pb2.DATA_TYPE_FLOAT32, shape=[1, 16], data=b"")
+    request = predict_request({"x": np.zeros((1, 16), np.float32)}, endpoint="bench")
+    del request.inputs[:]
+    request.inputs.append(bad)
+    spec = LoadSpec(mode="closed", concurrency=2, duration_s=0.5, warmup_s=0.0, processes=1)
+    result = run_load(Target(bare_server.address, request.SerializeToString()), spec)
+    assert result["requests"] == 0
+    assert result["errors"] > 0
+    assert set(result["error_codes"]) == {"INVALID_ARGUMENT"}
+    assert result["p50_ms"] is None
