@@ -29,7 +29,7 @@ import queue
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
@@ -37,6 +37,9 @@ from typing import Any, Literal
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
+
+from loadtests.tensors import predict_request
+from modelplane.v1 import inference_pb2
 
 PREDICT_METHOD = "/modelplane.v1.InferenceService/Predict"
 
@@ -204,6 +207,20 @@ class Target:
     metadata: tuple[tuple[str, str], ...] = ()
     timeout_s: float = 10.0
 
+    @classmethod
+    def predict(
+        cls,
+        address: str,
+        inputs: Mapping[str, np.ndarray],
+        *,
+        endpoint: str | None = None,
+        model: str | None = None,
+        version: int | None = None,
+    ) -> Target:
+        """Predict on ``endpoint`` (or ``model``, optionally a pinned ``version``)."""
+        request = predict_request(inputs, endpoint=endpoint, model=model, version=version)
+        return cls(address, request.SerializeToString())
+
 
 @dataclass(frozen=True)
 class LoadSpec:
@@ -238,8 +255,6 @@ def split(total: int, parts: int) -> list[int]:
 
 
 def _make_send(channel: Any, target: Target) -> Send:
-    from modelplane.v1 import inference_pb2
-
     call = channel.unary_unary(
         target.method,
         request_serializer=None,  # the request is already bytes: no per-call encoding
@@ -438,13 +453,11 @@ def parse_input(text: str, rng: np.random.Generator) -> tuple[str, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from loadtests.tensors import predict_request
-
     parser = argparse.ArgumentParser(description="Load a modelplane.v1 Predict server.")
     parser.add_argument("--address", required=True, help="host:port")
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--endpoint")
-    target.add_argument("--model")
+    named = parser.add_mutually_exclusive_group(required=True)
+    named.add_argument("--endpoint")
+    named.add_argument("--model")
     parser.add_argument("--version", type=int)
     parser.add_argument("--input", action="append", required=True, help="name:dtype:AxB")
     parser.add_argument("--mode", choices=["closed", "open"], default="closed")
@@ -458,11 +471,11 @@ def main(argv: list[str] | None = None) -> None:
 
     rng = np.random.default_rng(0)
     inputs = dict(parse_input(text, rng) for text in args.input)
-    request = predict_request(
-        inputs, endpoint=args.endpoint, model=args.model, version=args.version
+    target = Target.predict(
+        args.address, inputs, endpoint=args.endpoint, model=args.model, version=args.version
     )
     result = run_load(
-        Target(args.address, request.SerializeToString()),
+        target,
         LoadSpec(
             mode=args.mode,
             concurrency=args.concurrency,

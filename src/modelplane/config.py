@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +60,23 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = 2 * 1024**3
     """Largest ONNX file a registration may stream."""
+
+    redis_appendfsync: Literal["everysec", "always"] = "everysec"
+    """Embedded Redis AOF fsync policy: ``everysec`` may lose the last second of
+    writes on a crash, ``always`` loses none at a cost per write. For an external
+    Redis set ``appendonly yes`` and ``appendfsync`` there."""
+
+    validation_timeout_s: float = 60.0
+    """Wall-clock limit of the child process validating a new version."""
+
+    validation_memory_bytes: int = 2 * 1024**3
+    """Address space the validating child may add to what it maps at start."""
+
+    source_roots: list[Path] = []
+    """Directories a version may be registered from by URI; empty: uploads only."""
+
+    source_schemes: list[str] = []
+    """URI schemes allowed with ``source_roots`` (only ``file`` is understood)."""
 
     @field_validator("control_port", "inference_port")
     @classmethod

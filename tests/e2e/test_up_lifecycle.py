@@ -47,6 +47,7 @@ def test_up_serves_and_sigterm_stops_everything_it_started(tmp_path: Path) -> No
          "--control-port", "0", "--inference-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
     )
+    children: list[psutil.Process] = []
     try:
         addresses = _read_until_ready(process, timeout_s=120)
         with ModelplaneClient(addresses["control plane"], addresses["inference"]) as client:
@@ -67,6 +68,10 @@ def test_up_serves_and_sigterm_stops_everything_it_started(tmp_path: Path) -> No
         assert leftovers == [], f"orphans after SIGTERM: {[(p.pid, p.name()) for p in leftovers]}"
         assert not (tmp_path / "run.json").exists()
     finally:
+        # On a failed assertion, still leave nothing behind: stop what `up` started, by PID.
         if process.poll() is None:
             process.kill()
             process.wait()
+        for child in children:
+            if child.is_running():
+                child.kill()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 
 # loadtests/ lives beside src/, outside the installed package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from loadtests.loadgen import LoadSpec, Target, run_load
 from loadtests.models import MODELS, write_model
 from loadtests.procs import ServerProcess
@@ -68,7 +66,8 @@ def test_bare_server_rejects_a_short_tensor_with_invalid_argument(
 
 def test_closed_loop_against_the_bare_server(bare_server: ServerProcess) -> None:
     spec = LoadSpec(mode="closed", concurrency=8, duration_s=2.0, warmup_s=0.5, processes=2)
-    result = run_load(Target(bare_server.address, _payload(MODELS["tiny"].sample_input())), spec)
+    target = Target.predict(bare_server.address, {"x": MODELS["tiny"].sample_input()}, model="m")
+    result = run_load(target, spec)
     assert result["errors"] == 0, result["error_codes"]
     assert result["requests"] > 0
     assert result["throughput_rps"] == pytest.approx(result["requests"] / 2.0)
@@ -98,3 +97,33 @@ def test_errors_are_counted_by_status_code(bare_server: ServerProcess) -> None:
     assert result["errors"] > 0
     assert set(result["error_codes"]) == {"INVALID_ARGUMENT"}
     assert result["p50_ms"] is None
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(
+    os.environ.get("MODELPLANE_BENCH_SERVE_PROXY") != "1",
+    reason="starts a second Ray (~30 s); set MODELPLANE_BENCH_SERVE_PROXY=1 to run",
+)
+def test_serve_proxy_answers_and_sustains_load(tmp_path: Path) -> None:
+    model = write_model("tiny", tmp_path)
+    server = ServerProcess(
+        "loadtests.ray_serve_proxy",
+        ["--model", str(model), "--max-seconds", "300"],
+        startup_timeout=240.0,
+        stop_timeout=90.0,
+    )
+    server.start()
+    try:
+        x = MODELS["tiny"].sample_input(batch=2)
+        with grpc.insecure_channel(server.address) as channel:
+            response = inference_pb2_grpc.InferenceServiceStub(channel).Predict(
+                predict_request({"x": x}, endpoint="bench"), timeout=30
+            )
+        y = np.asarray(to_array(response.outputs[0]), dtype=np.float32)
+        np.testing.assert_allclose(y, reference_linear(x), rtol=1e-5)
+        spec = LoadSpec(mode="closed", concurrency=4, duration_s=2.0, warmup_s=0.5, processes=1)
+        result = run_load(Target.predict(server.address, {"x": x}, endpoint="bench"), spec)
+        assert result["errors"] == 0, result["error_codes"]
+        assert result["requests"] > 0
+    finally:
+        assert server.stop() == 0

@@ -5,18 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 
 # loadtests/ lives beside src/, outside the installed package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from hdrh.histogram import HdrHistogram
 
 from loadtests.loadgen import (

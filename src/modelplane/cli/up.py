@@ -40,12 +40,15 @@ def _cmd_up(args: argparse.Namespace) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = _install_stop_handlers(on_signal)
     stack = LocalStack(settings)
     run_file = settings.data_dir / RUN_FILE
     try:
         print("starting modelplane…", flush=True)
         stack.start()
+        # Ray's driver installs a native fatal-signal handler for SIGTERM that aborts the
+        # process; ours must be the one in force so a SIGTERM shuts down cleanly.
+        _install_stop_handlers(on_signal)
         _write_run_file(run_file, stack)
         print(f"redis            {stack.redis_url}" + ("  (embedded)" if stack.redis else ""))
         print(f"control plane    {stack.control_address}")
@@ -66,6 +69,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         print("stopped", flush=True)
+
+
+def _install_stop_handlers(handler: Any) -> dict[int, Any]:
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def _write_run_file(path: Path, stack: Any) -> None:

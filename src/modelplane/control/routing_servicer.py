@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from modelplane.codec.routing import route_targets_from_proto, route_to_proto
+from modelplane.control.caller import caller
 from modelplane.registry.use_cases import Registry
 from modelplane.v1 import routing_pb2, routing_pb2_grpc
 
@@ -16,11 +17,12 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
     def SetRoute(
         self, request: routing_pb2.SetRouteRequest, context: grpc.ServicerContext
     ) -> routing_pb2.Route:
-        route = self._registry.set_route(
-            request.endpoint,
-            route_targets_from_proto(request.targets),
-            request.expected_revision,
-        )
+        with caller(context):
+            route = self._registry.set_route(
+                request.endpoint,
+                route_targets_from_proto(request.targets),
+                request.expected_revision,
+            )
         return route_to_proto(route)
 
     def GetRoute(
@@ -37,5 +39,6 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
     def DeleteRoute(
         self, request: routing_pb2.DeleteRouteRequest, context: grpc.ServicerContext
     ) -> routing_pb2.DeleteRouteResponse:
-        self._registry.delete_route(request.endpoint, request.expected_revision)
+        with caller(context):
+            self._registry.delete_route(request.endpoint, request.expected_revision)
         return routing_pb2.DeleteRouteResponse()

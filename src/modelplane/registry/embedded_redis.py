@@ -50,7 +50,17 @@ def free_port(host: str = "127.0.0.1") -> int:
 class EmbeddedRedis:
     """One redis-server child process, owned and stopped by PID."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        appendfsync: str = "everysec",
+    ) -> None:
+        if appendfsync not in ("everysec", "always"):
+            raise ValueError(f"appendfsync must be 'everysec' or 'always', got {appendfsync!r}")
+        # everysec: a crash loses at most ~1 s of acknowledged writes; always: none.
+        self.appendfsync = appendfsync
         self.data_dir = data_dir
         self.host = host
         self.port = port or free_port(host)
@@ -77,7 +87,7 @@ class EmbeddedRedis:
             "--port", str(self.port),
             "--dir", str(self.data_dir),
             "--appendonly", "yes",
-            "--appendfsync", "everysec",
+            "--appendfsync", self.appendfsync,
             # AOF is the durability story; RDB snapshots would only fork a 2-core box.
             "--save", "",
             "--daemonize", "no",

@@ -68,6 +68,27 @@ def _spec(node: Any, role: str) -> TensorSpec:
     return TensorSpec(name=node.name, dtype=dtype, shape=shape)
 
 
+def load_session(model: bytes | Path) -> Any:
+    """An onnxruntime session for ``model``; InvalidArgument if it does not load."""
+    try:
+        return ort.InferenceSession(
+            model if isinstance(model, bytes) else str(model),
+            sess_options=_session_options(),
+            providers=["CPUExecutionProvider"],
+        )
+    except Exception as error:
+        raise InvalidArgument(
+            f"artifact is not a loadable ONNX model: {_short_reason(error, Path('<artifact>'))}"
+        ) from None
+
+
+def signature_of(session: Any) -> Signature:
+    return Signature(
+        inputs=tuple(_spec(node, "input") for node in session.get_inputs()),
+        outputs=tuple(_spec(node, "output") for node in session.get_outputs()),
+    )
+
+
 def inspect_onnx(path: Path) -> Signature:
     """The signature of the ONNX model at ``path``; InvalidArgument if it does not load."""
     try:

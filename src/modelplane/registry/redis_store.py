@@ -6,7 +6,11 @@ Keys, all under ``<prefix>:``::
     audit                   stream: action, subject, detail (JSON), ts_ms, generation
     changes                 pub/sub channel: {"kind", "name", "generation"}
     models                  set of model names
-    model:<name>            hash: description, created_at_ms, latest_version
+    model:<name>            hash: description, created_at_ms, latest_version,
+                            versions_rev (bumped by every change to its versions)
+    idempotency:<name>      hash: idempotency key -> version number
+    alias_history:<m>:<a>   list of JSON alias moves (never trimmed)
+    route_history:<e>       list of JSON route revisions (never trimmed)
     versions:<name>         hash: version number -> JSON record (records.py)
     aliases:<name>          hash: alias -> version number
     routes                  set of endpoint names
@@ -152,6 +156,7 @@ while redis.call('HEXISTS', vkey, tostring(n)) == 1 do
 end
 redis.call('HSET', vkey, tostring(n), record)
 redis.call('HSET', mkey, 'latest_version', n)
+redis.call('HINCRBY', mkey, 'versions_rev', 1)
 if idem ~= '' then
   redis.call('HSET', k('idempotency', model), idem, n)
 end
@@ -184,6 +189,7 @@ if guard == '1' then
   end
 end
 redis.call('HSET', vkey, version, record)
+redis.call('HINCRBY', k('model', model), 'versions_rev', 1)
 local gen = emit({kind = 'version', name = model, action = action,
   subject = 'model/' .. model .. '/version/' .. version, before = before, after = after,
   model = model, now = now})
@@ -203,6 +209,7 @@ if #aliases > 0 or #endpoints > 0 then
   return {'in_use', table.concat(aliases, ','), table.concat(endpoints, ',')}
 end
 redis.call('HDEL', vkey, version)
+redis.call('HINCRBY', k('model', model), 'versions_rev', 1)
 -- The number stays used: latest_version is not lowered, so it is never reissued.
 local gen = emit({kind = 'version', name = model, action = 'delete_version',
   subject = 'model/' .. model .. '/version/' .. version, before = record, model = model,
@@ -442,6 +449,8 @@ class RedisRegistryStore(RegistryStore):
         # text is unchanged: listing thousands of versions then costs one
         # HGETALL and string compares, not thousands of JSON parses.
         self._parsed: dict[tuple[str, int], tuple[str, ModelVersion]] = {}
+        # model -> (versions_rev, its versions): a list unchanged in Redis is not re-read.
+        self._listed: dict[str, tuple[str, tuple[ModelVersion, ...]]] = {}
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> RedisRegistryStore:
@@ -654,14 +663,25 @@ class RedisRegistryStore(RegistryStore):
 
     def list_versions(self, model: str) -> list[ModelVersion]:
         validate_name("model", model)
+        mkey = self._key("model", model)
+        with _reachable():
+            revision = _text(self._redis.hget(mkey, "versions_rev"))
+        cached = self._listed.get(model)
+        if revision is not None and cached is not None and cached[0] == revision:
+            # Nothing about the model's versions changed since the last read.
+            return list(cached[1])
         with _reachable():
             pipe = self._redis.pipeline(transaction=True)
             pipe.sismember(self._key("models"), model)
+            pipe.hget(mkey, "versions_rev")
             pipe.hgetall(self._key("versions", model))
-            exists, records = _text(pipe.execute())
+            exists, revision, records = _text(pipe.execute())
         _require_model(exists, model)
         versions = [self._parse(model, int(number), record) for number, record in records.items()]
-        return sorted(versions, key=lambda v: v.version)
+        versions.sort(key=lambda v: v.version)
+        if revision is not None:
+            self._listed[model] = (revision, tuple(versions))
+        return versions
 
     # ----------------------------------------------------------------- aliases
 

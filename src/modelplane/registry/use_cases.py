@@ -7,16 +7,40 @@ things with the same messages; the store only enforces what must be atomic.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
 
-from modelplane.domain.errors import AlreadyExists, InvalidArgument, ModelplaneError, NotFound
-from modelplane.domain.models import Alias, Model, ModelVersion, Route, RouteTarget
+from modelplane.domain.errors import (
+    AlreadyExists,
+    DataLoss,
+    FailedPrecondition,
+    InvalidArgument,
+    ModelplaneError,
+    NotFound,
+)
+from modelplane.domain.models import (
+    Alias,
+    AliasChange,
+    AuditEvent,
+    Lineage,
+    Model,
+    ModelVersion,
+    Route,
+    RouteTarget,
+    ServedAt,
+    VersionStatus,
+)
 from modelplane.registry.artifacts import ArtifactStore
+from modelplane.registry.filters import parse_filter
+from modelplane.registry.lineage import validate_lineage
 from modelplane.registry.names import validate_alias, validate_name, validate_version_number
-from modelplane.registry.onnx_inspect import inspect_onnx
+from modelplane.registry.records import signature_from_json
+from modelplane.registry.reference import DEFAULT_ATOL, DEFAULT_RTOL, load_reference
 from modelplane.registry.replicas import ReplicaDirectory
+from modelplane.registry.sandbox import Sandbox
+from modelplane.registry.sources import SourcePolicy, read_source, resolve_source
 from modelplane.registry.store import RegistryStore
 
 _log = logging.getLogger(__name__)
@@ -33,10 +57,14 @@ class Registry:
         clock: Callable[[], float] = time.time,
         max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
         route_ack_timeout_s: float = 5.0,
+        sandbox: Sandbox | None = None,
+        sources: SourcePolicy | None = None,
     ) -> None:
         self.store = store
         self.artifacts = artifacts
         self.replicas = replicas
+        self.sandbox = sandbox or Sandbox()
+        self.sources = sources or SourcePolicy()
         self._clock = clock
         self.max_upload_bytes = max_upload_bytes
         self.route_ack_timeout_s = route_ack_timeout_s
@@ -64,49 +92,175 @@ class Registry:
         description: str,
         create_model: bool,
         chunks: Iterable[bytes],
+        *,
+        lineage: Lineage | None = None,
+        idempotency_key: str = "",
+        reference_npz: bytes = b"",
+        reference_rtol: float | None = None,
+        reference_atol: float | None = None,
+        source_uri: str = "",
     ) -> ModelVersion:
-        """Streams an ONNX file into the artifact store and records it as the next version.
+        """Stores the file, records it PENDING, validates it in a sandbox, returns the outcome.
 
-        Fails before reading a byte when the model is unknown (unless
-        ``create_model``). On any failure nothing is kept: the staged file is
-        removed, no model is created and no version number is used up.
+        Synchronous: the answer is the version READY, or FAILED with the reason
+        (onnxruntime cannot load it, the sandbox crashed, timed out or ran out of
+        memory, the reference outputs do not match). A file that is not a sound
+        ONNX model at all (unparseable, checker errors, absurd dimensions,
+        external data) is refused with INVALID_ARGUMENT before a number is used,
+        and nothing is kept: no file, no model, no version.
         """
         validate_name("model", model)
+        lineage = validate_lineage(lineage or Lineage())
+        if idempotency_key:
+            validate_name("idempotency_key", idempotency_key)
+            with contextlib.suppress(NotFound):
+                existing = self.store.find_idempotent(model, idempotency_key)
+                if existing is not None:
+                    return existing
         if not create_model:
             self.store.get_model(model)
+        if lineage.parent_version:
+            self._parent_exists(model, lineage.parent_version)
+        rtol = DEFAULT_RTOL if reference_rtol is None else reference_rtol
+        atol = DEFAULT_ATOL if reference_atol is None else reference_atol
+        if reference_npz:
+            load_reference(reference_npz, rtol, atol)
+        if source_uri:
+            path = resolve_source(source_uri, self.sources)
+            if any(chunks):
+                raise InvalidArgument(
+                    "chunk: a registration from source_uri must not stream a file"
+                )
+            chunks = read_source(path)
         staged = self.artifacts.write_stream(chunks, self.max_upload_bytes)
         committed = False
         try:
             if staged.size_bytes == 0:
                 raise InvalidArgument("chunk: the upload is empty; expected an ONNX file")
-            signature = inspect_onnx(staged.path)
-            if create_model:
-                # Only now: a failed upload must not leave an empty model behind.
-                with contextlib.suppress(AlreadyExists):
-                    self.store.create_model(model, "", self._now_ms())
-            self.artifacts.commit(staged)
-            committed = True
-            # An add_version that fails after the commit leaves an unreferenced
-            # file: harmless, since artifacts are addressed by content, and
-            # deleting it could race a concurrent upload of the same bytes.
-            return self.store.add_version(
-                model,
-                staged.sha256,
-                staged.size_bytes,
-                signature,
-                description,
-                self._now_ms(),
-            )
+            options = {"reference": reference_npz or None, "rtol": rtol, "atol": atol}
+            with self.sandbox.slots:
+                validation = self.sandbox.start(str(staged.path), options)
+                try:
+                    admitted = validation.admitted()
+                    if create_model:
+                        # Only now: a refused upload must not leave an empty model behind.
+                        with contextlib.suppress(AlreadyExists):
+                            self.store.create_model(model, "", self._now_ms())
+                    self.artifacts.commit(staged)
+                    committed = True
+                    reference_sha = self._store_reference(reference_npz)
+                    # An add_version that fails after the commit leaves an unreferenced
+                    # file: harmless, since artifacts are addressed by content, and
+                    # deleting it could race a concurrent upload of the same bytes.
+                    pending = self.store.add_version(
+                        model,
+                        staged.sha256,
+                        staged.size_bytes,
+                        signature_from_json({"inputs": [], "outputs": []}),
+                        description,
+                        self._now_ms(),
+                        lineage=lineage,
+                        status=VersionStatus.PENDING,
+                        opset=int(admitted["opset"]),
+                        reference_sha256=reference_sha,
+                        reference_rtol=rtol if reference_sha else 0.0,
+                        reference_atol=atol if reference_sha else 0.0,
+                        idempotency_key=idempotency_key,
+                    )
+                    if pending.status is not VersionStatus.PENDING:
+                        # A concurrent retry under the same idempotency key won.
+                        return pending
+                    findings, reason = validation.outcome()
+                finally:
+                    validation.kill()
         finally:
             if not committed:
                 self.artifacts.discard(staged)
+        return self._conclude(pending, findings, reason)
+
+    def _parent_exists(self, model: str, parent: int) -> None:
+        try:
+            self.store.get_version(model, parent)
+        except NotFound as error:
+            raise NotFound(f"lineage.parent_version: {error.message}") from None
+
+    def _store_reference(self, data: bytes) -> str:
+        if not data:
+            return ""
+        staged = self.artifacts.write_stream([data], len(data))
+        # The .npz lives beside the models, addressed by its own hash.
+        return self.artifacts.commit(staged).stem
+
+    def _conclude(
+        self, pending: ModelVersion, findings: dict[str, object] | None, reason: str
+    ) -> ModelVersion:
+        def change(current: ModelVersion) -> ModelVersion:
+            if current.status is not VersionStatus.PENDING:
+                raise FailedPrecondition(
+                    f"version {current.version} of model '{current.model}' is "
+                    f"{current.status.value}; validation no longer applies"
+                )
+            if findings is None:
+                return dataclasses.replace(
+                    current, status=VersionStatus.FAILED, status_reason=reason
+                )
+            signature = signature_from_json(findings["signature"])  # type: ignore[arg-type]
+            return dataclasses.replace(current, status=VersionStatus.READY, signature=signature)
+
+        return self.store.update_version(
+            pending.model, pending.version, change, "validate_version"
+        )
 
     def get_version(self, model: str, version: int) -> ModelVersion:
         validate_version_number("version", version)
         return self.store.get_version(model, version)
 
-    def list_versions(self, model: str) -> list[ModelVersion]:
-        return self.store.list_versions(model)
+    def list_versions(self, model: str, where: str = "") -> list[ModelVersion]:
+        """All versions, or those matching ``where`` (see filters.py)."""
+        matcher = parse_filter(where)
+        versions = self.store.list_versions(model)
+        if matcher is None:
+            return versions
+        return matcher.select(versions)
+
+    def archive_version(self, model: str, version: int) -> ModelVersion:
+        """READY or FAILED -> ARCHIVED; refused while a route still serves it."""
+        validate_version_number("version", version)
+
+        def change(current: ModelVersion) -> ModelVersion:
+            if current.status is VersionStatus.ARCHIVED:
+                return current
+            if current.status is VersionStatus.PENDING:
+                raise FailedPrecondition(
+                    f"version {version} of model '{model}' is PENDING; wait for validation"
+                )
+            return dataclasses.replace(current, status=VersionStatus.ARCHIVED)
+
+        return self.store.update_version(
+            model, version, change, "archive_version", refuse_if_routed=True
+        )
+
+    def delete_version(self, model: str, version: int) -> None:
+        validate_version_number("version", version)
+        self.store.delete_version(model, version)
+
+    def verify_version(self, model: str, version: int) -> ModelVersion:
+        """Re-hashes the artifact; a mismatch marks the version FAILED (audited), then DATA_LOSS."""
+        current = self.get_version(model, version)
+        try:
+            self.artifacts.read_verified(current.sha256)
+            if current.reference_sha256:
+                self.artifacts.read_verified(current.reference_sha256)
+        except (DataLoss, NotFound) as error:
+            reason = f"integrity check failed: {error.message}"
+            self.store.update_version(
+                model,
+                version,
+                lambda v: dataclasses.replace(v, status=VersionStatus.FAILED, status_reason=reason),
+                "integrity_failure",
+            )
+            raise DataLoss(f"version {version} of model '{model}': {reason}") from None
+        return current
 
     # ----------------------------------------------------------------- aliases
 
@@ -124,6 +278,44 @@ class Registry:
 
     def delete_alias(self, model: str, alias: str) -> None:
         self.store.delete_alias(model, alias)
+
+    def alias_history(self, model: str, alias: str) -> list[AliasChange]:
+        self.store.get_model(model)
+        return self.store.alias_history(model, alias)
+
+    # ------------------------------------------------------------------- audit
+
+    def query_audit(
+        self,
+        model: str = "",
+        endpoint: str = "",
+        actor: str = "",
+        action: str = "",
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[AuditEvent]:
+        """Events oldest first matching every given criterion, at most ``limit``."""
+        if limit < 0:
+            raise InvalidArgument(f"limit: expected >= 0, got {limit}")
+        limit = min(limit or 1000, 100_000)
+        events = []
+        for event in self.store.audit_events(since_ms, until_ms):
+            if model and event.model != model:
+                continue
+            if endpoint and event.endpoint != endpoint:
+                continue
+            if actor and event.actor != actor:
+                continue
+            if action and event.action != action:
+                continue
+            events.append(event)
+            if len(events) >= limit:
+                break
+        return events
+
+    def served_at(self, endpoint: str, at_ms: int) -> ServedAt:
+        return self.store.served_at(endpoint, at_ms)
 
     # ------------------------------------------------------------------ routes
 

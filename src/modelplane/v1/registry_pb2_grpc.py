@@ -75,6 +75,11 @@ class RegistryServiceStub:
                 request_serializer=modelplane_dot_v1_dot_registry__pb2.DeleteVersionRequest.SerializeToString,
                 response_deserializer=modelplane_dot_v1_dot_registry__pb2.DeleteVersionResponse.FromString,
                 _registered_method=True)
+        self.VerifyVersion = channel.unary_unary(
+                '/modelplane.v1.RegistryService/VerifyVersion',
+                request_serializer=modelplane_dot_v1_dot_registry__pb2.GetVersionRequest.SerializeToString,
+                response_deserializer=modelplane_dot_v1_dot_registry__pb2.ModelVersion.FromString,
+                _registered_method=True)
         self.SetAlias = channel.unary_unary(
                 '/modelplane.v1.RegistryService/SetAlias',
                 request_serializer=modelplane_dot_v1_dot_registry__pb2.SetAliasRequest.SerializeToString,
@@ -165,6 +170,14 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyVersion(self, request, context):
+        """Re-hashes the stored artifact. A mismatch marks the version FAILED, is
+        audited, and answers DATA_LOSS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetAlias(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -246,6 +259,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.DeleteVersion,
                     request_deserializer=modelplane_dot_v1_dot_registry__pb2.DeleteVersionRequest.FromString,
                     response_serializer=modelplane_dot_v1_dot_registry__pb2.DeleteVersionResponse.SerializeToString,
+            ),
+            'VerifyVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyVersion,
+                    request_deserializer=modelplane_dot_v1_dot_registry__pb2.GetVersionRequest.FromString,
+                    response_serializer=modelplane_dot_v1_dot_registry__pb2.ModelVersion.SerializeToString,
             ),
             'SetAlias': grpc.unary_unary_rpc_method_handler(
                     servicer.SetAlias,
@@ -495,6 +513,33 @@ class RegistryService:
             '/modelplane.v1.RegistryService/DeleteVersion',
             modelplane_dot_v1_dot_registry__pb2.DeleteVersionRequest.SerializeToString,
             modelplane_dot_v1_dot_registry__pb2.DeleteVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelplane.v1.RegistryService/VerifyVersion',
+            modelplane_dot_v1_dot_registry__pb2.GetVersionRequest.SerializeToString,
+            modelplane_dot_v1_dot_registry__pb2.ModelVersion.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,10 @@ class RegistryServiceStub:
     """Refused with FAILED_PRECONDITION while an alias or a route names the
     version. The number is never handed out again.
     """
+    VerifyVersion: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetVersionRequest, _registry_pb2.ModelVersion]
+    """Re-hashes the stored artifact. A mismatch marks the version FAILED, is
+    audited, and answers DATA_LOSS.
+    """
     SetAlias: _grpc.UnaryUnaryMultiCallable[_registry_pb2.SetAliasRequest, _registry_pb2.Alias]
     GetAlias: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetAliasRequest, _registry_pb2.Alias]
     DeleteAlias: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeleteAliasRequest, _registry_pb2.DeleteAliasResponse]
@@ -79,6 +83,10 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     DeleteVersion: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeleteVersionRequest, _registry_pb2.DeleteVersionResponse]  # type: ignore[assignment]
     """Refused with FAILED_PRECONDITION while an alias or a route names the
     version. The number is never handed out again.
+    """
+    VerifyVersion: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetVersionRequest, _registry_pb2.ModelVersion]  # type: ignore[assignment]
+    """Re-hashes the stored artifact. A mismatch marks the version FAILED, is
+    audited, and answers DATA_LOSS.
     """
     SetAlias: _aio.UnaryUnaryMultiCallable[_registry_pb2.SetAliasRequest, _registry_pb2.Alias]  # type: ignore[assignment]
     GetAlias: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetAliasRequest, _registry_pb2.Alias]  # type: ignore[assignment]
@@ -155,6 +163,16 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_registry_pb2.DeleteVersionResponse, _abc.Awaitable[_registry_pb2.DeleteVersionResponse]]:
         """Refused with FAILED_PRECONDITION while an alias or a route names the
         version. The number is never handed out again.
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyVersion(
+        self,
+        request: _registry_pb2.GetVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ModelVersion, _abc.Awaitable[_registry_pb2.ModelVersion]]:
+        """Re-hashes the stored artifact. A mismatch marks the version FAILED, is
+        audited, and answers DATA_LOSS.
         """
 
     @_abc_1.abstractmethod
