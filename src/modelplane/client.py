@@ -75,10 +75,106 @@ class ModelplaneClient:
         )
         return self.registry.RegisterVersion(_upload_stream(header, artifact))
 
-    def list_versions(self, model: str) -> list[registry_pb2.ModelVersion]:
+    def list_versions(self, model: str, where: str = "") -> list[registry_pb2.ModelVersion]:
+        """All versions, or those matching ``where``, e.g. ``metrics.auc>0.9 and tags.team=x``."""
         return list(
-            self.registry.ListVersions(registry_pb2.ListVersionsRequest(model=model)).versions
+            self.registry.ListVersions(
+                registry_pb2.ListVersionsRequest(model=model, where=where)
+            ).versions
         )
+
+    def register_version(
+        self,
+        model: str,
+        artifact: Path | bytes | None = None,
+        *,
+        description: str = "",
+        create_model: bool = True,
+        lineage: registry_pb2.Lineage | None = None,
+        idempotency_key: str = "",
+        reference_npz: bytes = b"",
+        reference_rtol: float | None = None,
+        reference_atol: float | None = None,
+        source_uri: str = "",
+        actor: str = "",
+        reason: str = "",
+    ) -> registry_pb2.ModelVersion:
+        """Registers from a file, bytes or (``artifact`` None) a server-side ``source_uri``.
+
+        Returns the version READY or FAILED (see ``status_reason``).
+        """
+        header = registry_pb2.RegisterVersionHeader(
+            model=model,
+            description=description,
+            create_model=create_model,
+            lineage=lineage,
+            idempotency_key=idempotency_key,
+            reference_npz=reference_npz,
+            source_uri=source_uri,
+        )
+        if reference_rtol is not None:
+            header.reference_rtol = reference_rtol
+        if reference_atol is not None:
+            header.reference_atol = reference_atol
+        stream = _upload_stream(header, artifact if artifact is not None else b"")
+        return self.registry.RegisterVersion(stream, metadata=_audit_metadata(actor, reason))
+
+    def get_version(self, model: str, version: int) -> registry_pb2.ModelVersion:
+        request = registry_pb2.GetVersionRequest(model=model, version=version)
+        return self.registry.GetVersion(request)
+
+    def verify_version(
+        self, model: str, version: int, actor: str = ""
+    ) -> registry_pb2.ModelVersion:
+        return self.registry.VerifyVersion(
+            registry_pb2.GetVersionRequest(model=model, version=version),
+            metadata=_audit_metadata(actor, ""),
+        )
+
+    def archive_version(
+        self, model: str, version: int, actor: str = "", reason: str = ""
+    ) -> registry_pb2.ModelVersion:
+        return self.registry.ArchiveVersion(
+            registry_pb2.ArchiveVersionRequest(model=model, version=version),
+            metadata=_audit_metadata(actor, reason),
+        )
+
+    def delete_version(self, model: str, version: int, actor: str = "", reason: str = "") -> None:
+        self.registry.DeleteVersion(
+            registry_pb2.DeleteVersionRequest(model=model, version=version),
+            metadata=_audit_metadata(actor, reason),
+        )
+
+    def alias_history(self, model: str, alias: str) -> list[registry_pb2.AliasChange]:
+        return list(
+            self.registry.ListAliasHistory(
+                registry_pb2.ListAliasHistoryRequest(model=model, alias=alias)
+            ).changes
+        )
+
+    def audit(
+        self,
+        model: str = "",
+        endpoint: str = "",
+        actor: str = "",
+        action: str = "",
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 0,
+    ) -> list[registry_pb2.AuditEvent]:
+        request = registry_pb2.QueryAuditRequest(
+            model=model, endpoint=endpoint, actor=actor, action=action, limit=limit
+        )
+        if since_ms is not None:
+            request.since.FromMilliseconds(since_ms)
+        if until_ms is not None:
+            request.until.FromMilliseconds(until_ms)
+        return list(self.registry.QueryAudit(request).events)
+
+    def served_at(self, endpoint: str, at_ms: int) -> registry_pb2.ServedAtResponse:
+        request = registry_pb2.ServedAtRequest(endpoint=endpoint)
+        request.time.FromMilliseconds(at_ms)
+        return self.registry.ServedAt(request)
 
     def set_alias(self, model: str, alias: str, version: int) -> registry_pb2.Alias:
         return self.registry.SetAlias(
@@ -221,3 +317,13 @@ def _upload_stream(
     with open(artifact, "rb") as file:
         while chunk := file.read(UPLOAD_CHUNK_BYTES):
             yield registry_pb2.RegisterVersionRequest(chunk=chunk)
+
+
+def _audit_metadata(actor: str, reason: str) -> tuple[tuple[str, str | bytes], ...]:
+    """Who is acting and why, for the audit trail (until authentication replaces it)."""
+    metadata: list[tuple[str, str | bytes]] = []
+    if actor:
+        metadata.append(("x-modelplane-actor", actor))
+    if reason:
+        metadata.append(("x-modelplane-reason", reason))
+    return tuple(metadata)

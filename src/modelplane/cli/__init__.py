@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
-from modelplane.cli import inference, registry, routing, telemetry, up
+from modelplane.cli import control_plane, inference, registry, routing, telemetry, up
 
-COMMAND_GROUPS = (up, registry, routing, inference, telemetry)
+COMMAND_GROUPS = (up, control_plane, registry, routing, inference, telemetry)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

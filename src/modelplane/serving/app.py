@@ -81,6 +81,28 @@ class DataPlane:
             telemetry.shutdown()
 
 
+def bind_data_plane(settings: Settings) -> Any:
+    """The data plane as a Serve application, ready for ``serve.run``."""
+    # The decorator turned the class into a Serve Deployment; mypy still sees the class.
+    deployment: Any = DataPlane
+    return deployment.options(
+        num_replicas=settings.replicas,
+        ray_actor_options={
+            "num_cpus": settings.replica_num_cpus,
+            "runtime_env": {"env_vars": dict(REPLICA_ENV)},
+        },
+    ).bind(settings.model_dump_json())
+
+
+def app(args: dict[str, Any]) -> Any:
+    """Serve application builder for config files and KubeRay's RayService.
+
+    ``import_path: modelplane.serving.app:app``; settings come from the replicas'
+    ``MODELPLANE_*`` environment, overridden by the config's ``args``.
+    """
+    return bind_data_plane(Settings(**args))
+
+
 def deploy_data_plane(settings: Settings, app_name: str = APP_NAME) -> None:
     """Deploys (or updates) the data plane; returns once every replica is serving.
 
@@ -94,16 +116,7 @@ def deploy_data_plane(settings: Settings, app_name: str = APP_NAME) -> None:
             "inference_port: replicas share one port through SO_REUSEPORT, pick it before deploying"
         )
     serve.start(proxy_location="Disabled")
-    # The decorator turned the class into a Serve Deployment; mypy still sees the class.
-    deployment: Any = DataPlane
-    app = deployment.options(
-        num_replicas=settings.replicas,
-        ray_actor_options={
-            "num_cpus": settings.replica_num_cpus,
-            "runtime_env": {"env_vars": dict(REPLICA_ENV)},
-        },
-    ).bind(settings.model_dump_json())
-    serve.run(app, name=app_name, route_prefix=None, blocking=False)
+    serve.run(bind_data_plane(settings), name=app_name, route_prefix=None, blocking=False)
     _log.info(
         "data plane: %d replica(s) serving on %s", settings.replicas, settings.inference_address
     )

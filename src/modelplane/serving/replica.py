@@ -31,6 +31,7 @@ from modelplane.routing.table import RouteTable
 from modelplane.routing.watcher import SnapshotWatcher
 from modelplane.serving.grpc_server import GrpcServerThread
 from modelplane.serving.inference_servicer import InferenceServicer, PredictTelemetry
+from modelplane.serving.predictor import Predictor
 from modelplane.serving.sessions import SessionCache
 from modelplane.v1 import inference_pb2, inference_pb2_grpc
 
@@ -85,7 +86,8 @@ class ReplicaRuntime:
             intra_op_threads=settings.ort_intra_op_threads,
             inter_op_threads=settings.ort_inter_op_threads,
         )
-        self.servicer = InferenceServicer(self.sessions, telemetry=telemetry)
+        self.predictor = Predictor(self.sessions)
+        self.servicer = InferenceServicer(self.predictor, telemetry=telemetry)
         self._watcher = SnapshotWatcher(
             self._store.snapshot, self._redis, self._store.changes_channel, self._apply
         )
@@ -119,7 +121,7 @@ class ReplicaRuntime:
 
     @property
     def table(self) -> RouteTable:
-        return self.servicer.table
+        return self.predictor.table
 
     @property
     def live_generation(self) -> int:
@@ -146,7 +148,7 @@ class ReplicaRuntime:
     def _apply(self, snapshot: ServingSnapshot) -> None:
         """The watcher's callback: make-before-break swap. Never raises for a bad load."""
         with self._apply_lock:
-            current = self.servicer.table
+            current = self.predictor.table
             if self._synced and snapshot.generation == self._live_generation:
                 return  # a resync that found nothing new
             new = RouteTable.from_snapshot(snapshot)
@@ -167,7 +169,7 @@ class ReplicaRuntime:
                     sorted(failed_endpoints),
                 )
                 new = new.keeping(current, failed_endpoints)
-            self.servicer.table = new
+            self.predictor.table = new
             if not failures:
                 self._live_generation = snapshot.generation
             self._synced = True
@@ -179,7 +181,7 @@ class ReplicaRuntime:
         # Kept warm: what the routes need now, what they needed one swap ago (an
         # instant rollback), and versions requested directly while they exist.
         needed = new.versions_needed()
-        lazy = self.servicer.lazy_loads
+        lazy = self.predictor.lazy_loads
         known = {key for key in lazy if new.has_version(key)}
         lazy.intersection_update(known)
         self.sessions.evict_unreferenced(needed | self._previous_needed | known)
