@@ -16,6 +16,7 @@ import numpy as np
 
 from modelplane.codec.tensors import array_to_tensor, tensor_to_array
 from modelplane.v1 import (
+    experiments_pb2_grpc,
     inference_pb2,
     inference_pb2_grpc,
     registry_pb2,
@@ -47,6 +48,8 @@ class ModelplaneClient:
         self.registry = registry_pb2_grpc.RegistryServiceStub(self._control)
         self.routing = routing_pb2_grpc.RoutingServiceStub(self._control)
         self.telemetry = telemetry_pb2_grpc.TelemetryServiceStub(self._control)
+        self.experiments = experiments_pb2_grpc.ExperimentServiceStub(self._control)
+        self.environments = experiments_pb2_grpc.EnvironmentServiceStub(self._control)
         self.inference = (
             inference_pb2_grpc.InferenceServiceStub(self._inference) if self._inference else None
         )

@@ -52,11 +52,63 @@ class Settings(BaseSettings):
     ort_inter_op_threads: int = 1
     """onnxruntime inter-op threads per session."""
 
+    ort_allow_spinning: bool = False
+    """Let onnxruntime's thread pools spin while idle. Off: on small machines the
+    spinning steals the cycles the gRPC threads need, which costs more than the
+    wake-up latency it saves."""
+
+    batch_max_size: int = 32
+    """Default dynamic batching limit (rows per onnxruntime run) of a version whose
+    route targets set none; 1 turns batching off."""
+
+    batch_max_wait_us: int = 0
+    """Default time a request may wait for company once others are already queued;
+    a lone request never waits."""
+
+    inline_run_threshold_us: int = 300
+    """A version whose one-row run (measured at load) is faster than this runs on
+    the event loop, unbatched: a hop to a thread would cost more than the run."""
+
+    route_prepare_timeout_s: float = 30.0
+    """How long a route change waits for every live replica to load its versions
+    before it gives up and changes nothing."""
+
     otlp_endpoint: str | None = None
     """Where replicas export OTLP; empty means the control plane's own receiver."""
 
     metric_export_interval_ms: int = 1000
     """How often replicas push metrics; bounds how stale ``stats`` can be."""
+
+    telemetry_enabled: bool = True
+    """Replicas export traces and metrics; off only to measure what telemetry costs."""
+
+    otlp_collector_endpoint: str | None = None
+    """An extra OTLP/gRPC collector (Jaeger, Tempo...) replicas export to as well."""
+
+    trace_sample_ratio: float = 0.01
+    """Share of ordinary requests exported as spans (errors and slow ones always are)."""
+
+    slow_request_threshold_ms: float = 100.0
+    """A request slower than this is always exported as a span; 0 turns the rule off."""
+
+    telemetry_flush_interval_s: float = 10.0
+    """How often the control plane persists closed aggregation slots to Redis."""
+
+    rollout_tick_s: float = 1.0
+    """How often the control plane checks the gates of running rollouts."""
+
+    prediction_ttl_s: int = 7 * 24 * 3600
+    """How long a prediction stays known to the control plane for feedback."""
+
+    metrics_port: int | None = None
+    """Control-plane Prometheus ``/metrics`` port (0 picks one); empty turns it off."""
+
+    replica_metrics_port: int | None = None
+    """Replica Prometheus ``/metrics`` port (0 picks one per replica); empty: off."""
+
+    prometheus_max_series: int = 200
+    """Most (endpoint, version) label sets exported to Prometheus; the rest are folded
+    into ``endpoint="other"`` so a flood of names cannot blow up cardinality."""
 
     max_upload_bytes: int = 2 * 1024**3
     """Largest ONNX file a registration may stream."""
@@ -90,6 +142,13 @@ class Settings(BaseSettings):
     def _positive(cls, value: int) -> int:
         if value < 1:
             raise ValueError(f"must be at least 1, got {value}")
+        return value
+
+    @field_validator("trace_sample_ratio")
+    @classmethod
+    def _ratio(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"must be within [0, 1], got {value}")
         return value
 
     @field_validator("replica_num_cpus")

@@ -57,7 +57,9 @@ class LocalStack:
         if self.settings.redis_url:
             self.redis_url = self.settings.redis_url
             return
-        self.redis = EmbeddedRedis(self.settings.data_dir / "redis").start()
+        self.redis = EmbeddedRedis(
+            self.settings.data_dir / "redis", appendfsync=self.settings.redis_appendfsync
+        ).start()
         self.redis_url = self.redis.url
 
     def _start_control_plane(self) -> None:

@@ -80,7 +80,7 @@ def _register(
          registry_pb2.RegisterVersionRequest(chunk=data)]
     )
     return plane.registry.RegisterVersion(
-        requests, timeout=60, metadata=[("x-modelplane-actor", actor)]
+        requests, timeout=60, metadata=(("x-modelplane-actor", actor),)
     )
 
 
@@ -190,7 +190,10 @@ def test_alias_history_delete_and_archive(plane: Plane) -> None:
     for version, actor in ((1, "alice"), (2, "bob")):
         plane.registry.SetAlias(
             registry_pb2.SetAliasRequest(model="fraud", alias="prod", version=version),
-            metadata=[("x-modelplane-actor", actor), ("x-modelplane-reason", f"promote {version}")],
+            metadata=(
+                ("x-modelplane-actor", actor),
+                ("x-modelplane-reason", f"promote {version}"),
+            ),
         )
     plane.routing.SetRoute(
         routing_pb2.SetRouteRequest(
@@ -235,7 +238,7 @@ def test_alias_history_delete_and_archive(plane: Plane) -> None:
 def test_audit_query_served_at_and_replay(plane: Plane) -> None:
     for seed in (1, 2):
         _register(plane, linear_model(seed=seed), actor="ci")
-    meta = [("x-modelplane-actor", "alice")]
+    meta: tuple[tuple[str, str | bytes], ...] = (("x-modelplane-actor", "alice"),)
     plane.registry.SetAlias(
         registry_pb2.SetAliasRequest(model="fraud", alias="prod", version=1), metadata=meta
     )
@@ -251,7 +254,7 @@ def test_audit_query_served_at_and_replay(plane: Plane) -> None:
     time.sleep(0.02)
     plane.registry.SetAlias(
         registry_pb2.SetAliasRequest(model="fraud", alias="prod", version=2),
-        metadata=[("x-modelplane-actor", "bob"), ("x-modelplane-reason", "canary good")],
+        metadata=(("x-modelplane-actor", "bob"), ("x-modelplane-reason", "canary good"),),
     )
     plane.routing.SetRoute(
         routing_pb2.SetRouteRequest(
@@ -324,7 +327,7 @@ def test_corrupted_artifact_is_data_loss_recorded_in_status_and_audit(plane: Pla
     path.write_bytes(path.read_bytes()[:-1] + b"\x00")
     request = registry_pb2.GetVersionRequest(model="fraud", version=1)
     with pytest.raises(grpc.RpcError) as info:
-        plane.registry.VerifyVersion(request, metadata=[("x-modelplane-actor", "auditor")])
+        plane.registry.VerifyVersion(request, metadata=(("x-modelplane-actor", "auditor"),))
     assert _error(info.value).code() == grpc.StatusCode.DATA_LOSS
     assert (_error(info.value).details() or "").startswith(
         f"version 1 of model 'fraud': integrity check failed: artifact {version.sha256} is corrupt"

@@ -15,9 +15,12 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
-from modelplane.cli import control_plane, inference, registry, routing, telemetry, up
+from modelplane.cli import audit, control_plane, inference, registry, routing, telemetry, up
+from modelplane.cli import importers, promote, runs
 
-COMMAND_GROUPS = (up, control_plane, registry, routing, inference, telemetry)
+COMMAND_GROUPS = (
+    up, control_plane, registry, routing, inference, telemetry, audit, runs, promote, importers
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from modelplane.codec.tensors import array_to_tensor, tensor_to_array
 from modelplane.domain.errors import InvalidArgument
+from modelplane.domain.models import RouteReason
 from modelplane.v1 import inference_pb2
 
 
@@ -64,6 +65,7 @@ def encode_predict_response(
     model: str,
     version: int,
     prediction_id: str,
+    route_reason: RouteReason | None = None,
 ) -> inference_pb2.PredictResponse:
     return inference_pb2.PredictResponse(
         outputs=[array_to_tensor(name, array) for name, array in outputs.items()],
@@ -71,4 +73,37 @@ def encode_predict_response(
         model=model,
         version=version,
         prediction_id=prediction_id,
+        route_reason=route_reason_to_proto(route_reason),
     )
+
+
+_REASONS: dict[RouteReason | None, inference_pb2.RouteReason.ValueType] = {
+    None: inference_pb2.ROUTE_REASON_UNSPECIFIED,
+    RouteReason.WEIGHT: inference_pb2.ROUTE_REASON_WEIGHT,
+    RouteReason.STICKY: inference_pb2.ROUTE_REASON_STICKY,
+    RouteReason.SHADOW: inference_pb2.ROUTE_REASON_SHADOW,
+    RouteReason.FALLBACK: inference_pb2.ROUTE_REASON_FALLBACK,
+    RouteReason.PINNED: inference_pb2.ROUTE_REASON_PINNED,
+}
+_REASONS_BACK = {value: key for key, value in _REASONS.items()}
+
+
+def route_reason_to_proto(reason: RouteReason | None) -> inference_pb2.RouteReason.ValueType:
+    return _REASONS[reason]
+
+
+def route_reason_from_proto(value: inference_pb2.RouteReason.ValueType) -> RouteReason | None:
+    """None for UNSPECIFIED (a server that predates reasons)."""
+    return _REASONS_BACK.get(value)
+
+
+STICKY_KEY_METADATA = "x-modelplane-key"
+
+
+def sticky_key_from_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> bytes | None:
+    """The request key for sticky assignment, from gRPC metadata; None when absent or empty."""
+    for name, value in metadata:
+        if name == STICKY_KEY_METADATA:
+            key = value.encode() if isinstance(value, str) else bytes(value)
+            return key or None
+    return None

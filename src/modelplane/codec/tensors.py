@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from modelplane.codec.strings import decode_strings, encode_strings
 from modelplane.domain.errors import InvalidArgument
 from modelplane.domain.models import DataType
 from modelplane.v1 import tensor_pb2
@@ -38,6 +39,9 @@ _PROTO_TO_NUMPY: dict[int, np.dtype[np.generic]] = {
 _NUMPY_TO_DOMAIN: dict[np.dtype[np.generic], DataType] = {
     np.dtype(dtype.numpy_name): dtype for dtype in DataType
 }
+
+
+_OBJECT = _DOMAIN_TO_NUMPY[DataType.STRING]
 
 
 def data_type_to_proto(dtype: DataType) -> tensor_pb2.DataType.ValueType:
@@ -79,6 +83,10 @@ def tensor_to_array(tensor: tensor_pb2.Tensor) -> np.ndarray:
             f"input '{tensor.name}': shape {list(shape)} has a negative dimension"
         )
     data = tensor.data
+    if dtype is _OBJECT:
+        # STRING: length-prefixed elements, decoded into str objects (no view possible).
+        count = math.prod(shape)
+        return decode_strings(data, count, f"input '{tensor.name}'").reshape(shape)
     expected = math.prod(shape) * dtype.itemsize
     if len(data) != expected:
         raise InvalidArgument(
@@ -93,6 +101,13 @@ def array_to_tensor(name: str, array: np.ndarray) -> tensor_pb2.Tensor:
     dtype = domain_dtype(array.dtype)
     if dtype is None:
         raise InvalidArgument(f"output '{name}': data type {array.dtype} has no wire encoding")
+    if dtype is DataType.STRING:
+        return tensor_pb2.Tensor(
+            name=name,
+            dtype=_DOMAIN_TO_PROTO[dtype],
+            shape=array.shape,
+            data=encode_strings(array),
+        )
     wire_dtype = _DOMAIN_TO_NUMPY[dtype]
     if array.dtype != wire_dtype:
         # Only reached for big-endian data: swap to the wire byte order.

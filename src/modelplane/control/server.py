@@ -16,14 +16,25 @@ from grpc_reflection.v1alpha import reflection
 
 from modelplane.codec.errors import ErrorInterceptor
 from modelplane.config import Settings
+from modelplane.control.experiments_servicer import (
+    EXPERIMENT_SERVICE_NAMES,
+    add_experiment_services,
+)
 from modelplane.control.registry_wiring import add_registry_services
-from modelplane.control.telemetry_servicer import add_telemetry_services
+from modelplane.control.rollout_servicer import add_rollout_service
+from modelplane.control.rollouts import RolloutManager
+from modelplane.control.telemetry_servicer import TelemetryParts, add_telemetry_services
 from modelplane.registry.artifacts import ArtifactStore
 from modelplane.registry.redis_store import RedisRegistryStore
 from modelplane.registry.replicas import ReplicaDirectory
+from modelplane.registry.sandbox import Limits, Sandbox
+from modelplane.registry.sources import SourcePolicy
 from modelplane.registry.use_cases import Registry
 from modelplane.telemetry.aggregator import StatsAggregator
-from modelplane.v1 import registry_pb2, routing_pb2, telemetry_pb2
+from modelplane.telemetry.drift import DriftTracker
+from modelplane.telemetry.feedback import FeedbackJoiner, PredictionStore
+from modelplane.telemetry.persistence import AggregatePersistence
+from modelplane.v1 import registry_pb2, rollout_pb2, routing_pb2, telemetry_pb2
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +42,8 @@ _SERVICE_NAMES = (
     registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
     routing_pb2.DESCRIPTOR.services_by_name["RoutingService"].full_name,
     telemetry_pb2.DESCRIPTOR.services_by_name["TelemetryService"].full_name,
+    rollout_pb2.DESCRIPTOR.services_by_name["RolloutService"].full_name,
+    *EXPERIMENT_SERVICE_NAMES,
 )
 
 
@@ -47,8 +60,28 @@ class ControlPlane:
             artifacts=self.artifacts,
             replicas=ReplicaDirectory(self._redis, settings.key_prefix),
             max_upload_bytes=settings.max_upload_bytes,
+            sandbox=Sandbox(Limits(settings.validation_timeout_s, settings.validation_memory_bytes)),
+            sources=SourcePolicy.of(settings.source_roots, settings.source_schemes),
         )
         self.aggregator = StatsAggregator()
+        self.telemetry_store = AggregatePersistence(
+            self._redis, settings.key_prefix, self.aggregator
+        )
+        predictions = PredictionStore(self._redis, settings.key_prefix, settings.prediction_ttl_s)
+        self.feedback = FeedbackJoiner(predictions)
+        self.telemetry = TelemetryParts(
+            self.aggregator,
+            drift=DriftTracker(),
+            predictions=predictions,
+            feedback=self.feedback,
+        )
+        self.rollouts = RolloutManager(
+            self.registry,
+            self.aggregator,
+            self._redis,
+            settings.key_prefix,
+            accuracy=self.feedback.accuracy,
+        )
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="control"),
             interceptors=[ErrorInterceptor()],
@@ -60,7 +93,11 @@ class ControlPlane:
             ],
         )
         add_registry_services(self._server, self.registry)
-        add_telemetry_services(self._server, self.aggregator)
+        add_telemetry_services(self._server, self.telemetry)
+        add_rollout_service(self._server, self.rollouts)
+        self.experiments, self.environments = add_experiment_services(
+            self._server, self.registry, self._redis, settings.key_prefix
+        )
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
@@ -75,7 +112,14 @@ class ControlPlane:
         )
         if self.port == 0:
             raise OSError(f"cannot bind the control plane to {self.settings.control_address}")
+        # Before serving: what the previous control plane flushed, so a restart
+        # loses at most the slots it had not flushed yet.
+        restored = self.telemetry_store.restore()
+        log.info("telemetry: %d aggregation slots restored from Redis", restored)
         self._server.start()
+        self.telemetry_store.start(self.settings.telemetry_flush_interval_s)
+        # Rollouts stored as running resume here, their step clocks intact.
+        self.rollouts.start_loop(self.settings.rollout_tick_s)
         for name in ("", *_SERVICE_NAMES):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("control plane listening on %s:%s", self.settings.host, self.port)
@@ -87,5 +131,7 @@ class ControlPlane:
 
     def stop(self, grace_s: float = 2.0) -> None:
         self._health.enter_graceful_shutdown()
+        self.rollouts.stop_loop()
         self._server.stop(grace_s).wait()
+        self.telemetry_store.stop()
         self._redis.close()

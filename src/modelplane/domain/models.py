@@ -21,11 +21,13 @@ class DataType(enum.Enum):
     FLOAT16 = "float16"
     FLOAT32 = "float32"
     FLOAT64 = "float64"
+    # Variable-length byte strings (ONNX tensor(string)); numpy holds them as objects.
+    STRING = "string"
 
     @property
     def numpy_name(self) -> str:
-        """The numpy dtype name, which is also the enum's value."""
-        return self.value
+        """The numpy dtype name, which is the enum's value except for STRING."""
+        return "object" if self is DataType.STRING else self.value
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,19 @@ class RouteTarget:
     weight: int
     version: int | None = None
     alias: str | None = None
+    # Dynamic batching of the version this target names: 0 = the replica's default.
+    max_batch_size: int = 0
+    max_wait_us: int = 0
+
+
+@dataclass(frozen=True)
+class ShadowTarget:
+    """A version that sees ``percent`` of an endpoint's traffic; its answers are only compared."""
+
+    model: str
+    percent: float
+    version: int | None = None
+    alias: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +190,33 @@ class Route:
     targets: tuple[RouteTarget, ...]
     revision: int
     updated_at_ms: int
+    shadows: tuple[ShadowTarget, ...] = ()
+    # Answers when the version picked for a request fails; its weight is ignored.
+    fallback: RouteTarget | None = None
+    # Sticky assignment by this input's value (else only by the request key metadata).
+    sticky_input: str = ""
+
+
+class RouteReason(enum.Enum):
+    """Why a version answered a request (or, for SHADOW, saw a mirrored copy of it)."""
+
+    WEIGHT = "weight"
+    STICKY = "sticky"
+    SHADOW = "shadow"
+    FALLBACK = "fallback"
+    # The request named a model (and a version or alias) directly.
+    PINNED = "pinned"
+
+
+@dataclass(frozen=True)
+class RouteRevision:
+    """One entry of an endpoint's route history; revision 0 records a deletion."""
+
+    endpoint: str
+    revision: int
+    ts_ms: int
+    generation: int
+    route: Route | None
 
 
 @dataclass(frozen=True)

@@ -27,3 +27,55 @@ class VersionStatsRecord:
     window_seconds: int
     # Hex trace ids of the slowest requests in the window, slowest first.
     exemplar_trace_ids: tuple[str, ...] = field(default_factory=tuple)
+    p999_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class VersionQualityRecord:
+    """Drift and accuracy figures of one version; None where nothing is known yet."""
+
+    endpoint: str
+    model: str
+    version: int
+    # Largest PSI / KS statistic over the version's features against its baseline.
+    drift_psi: float | None = None
+    drift_ks: float | None = None
+    drift_feature: str = ""
+    # Joined feedback over the window: accuracy for class labels, MAE for numbers.
+    feedback_count: int = 0
+    accuracy: float | None = None
+    mae: float | None = None
+
+
+@dataclass(frozen=True)
+class LatencyPoint:
+    """One step of a version's latency over time; percentiles in milliseconds."""
+
+    start_s: int
+    requests: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass(frozen=True)
+class LatencySeries:
+    endpoint: str
+    model: str
+    version: int
+    step_seconds: int
+    points: tuple[LatencyPoint, ...]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """Something an SRE should look at: a latency regression, drift, an error burst."""
+
+    kind: str
+    endpoint: str
+    model: str
+    version: int
+    message: str
+    observed: float
+    threshold: float
+    exemplar_trace_ids: tuple[str, ...] = field(default_factory=tuple)

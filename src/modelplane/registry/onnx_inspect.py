@@ -29,6 +29,7 @@ _ORT_TYPES: dict[str, DataType] = {
     "tensor(float16)": DataType.FLOAT16,
     "tensor(float)": DataType.FLOAT32,
     "tensor(double)": DataType.FLOAT64,
+    "tensor(string)": DataType.STRING,
 }
 
 _MAX_REASON = 200

@@ -14,6 +14,7 @@ from modelplane.domain.models import (
     Lineage,
     ModelVersion,
     RouteTarget,
+    ShadowTarget,
     Signature,
     TensorSpec,
     VersionStatus,
@@ -145,6 +146,11 @@ def target_to_json(target: RouteTarget) -> dict[str, Any]:
         data["version"] = target.version
     if target.alias is not None:
         data["alias"] = target.alias
+    # Only when set: records written before batching existed read back the same.
+    if target.max_batch_size:
+        data["max_batch_size"] = target.max_batch_size
+    if target.max_wait_us:
+        data["max_wait_us"] = target.max_wait_us
     return data
 
 
@@ -159,6 +165,63 @@ def targets_from_record(record: str) -> tuple[RouteTarget, ...]:
             weight=int(item["weight"]),
             version=int(item["version"]) if "version" in item else None,
             alias=str(item["alias"]) if "alias" in item else None,
+            max_batch_size=int(item.get("max_batch_size", 0)),
+            max_wait_us=int(item.get("max_wait_us", 0)),
         )
         for item in json.loads(record)
     )
+
+
+def _ref_to_json(model: str, version: int | None, alias: str | None) -> dict[str, Any]:
+    data: dict[str, Any] = {"model": model}
+    if version is not None:
+        data["version"] = version
+    if alias is not None:
+        data["alias"] = alias
+    return data
+
+
+def policy_record(
+    shadows: tuple[ShadowTarget, ...], fallback: RouteTarget | None, sticky_input: str
+) -> str:
+    """A route's shadows, fallback and sticky input: the route hash's ``policy`` field."""
+    data: dict[str, Any] = {
+        "shadows": [
+            {**_ref_to_json(s.model, s.version, s.alias), "percent": s.percent} for s in shadows
+        ],
+    }
+    if fallback is not None:
+        data["fallback"] = target_to_json(fallback)
+    if sticky_input:
+        data["sticky_input"] = sticky_input
+    return json.dumps(data, separators=(",", ":"))
+
+
+def policy_from_record(
+    record: str | None,
+) -> tuple[tuple[ShadowTarget, ...], RouteTarget | None, str]:
+    """(shadows, fallback, sticky_input); an absent record (older routes) means none."""
+    if not record:
+        return (), None, ""
+    data = json.loads(record)
+    shadows = tuple(
+        ShadowTarget(
+            model=str(item["model"]),
+            percent=float(item["percent"]),
+            version=int(item["version"]) if "version" in item else None,
+            alias=str(item["alias"]) if "alias" in item else None,
+        )
+        for item in data.get("shadows") or []
+    )
+    fallback = None
+    if data.get("fallback"):
+        item = data["fallback"]
+        fallback = RouteTarget(
+            model=str(item["model"]),
+            weight=int(item.get("weight", 0)),
+            version=int(item["version"]) if "version" in item else None,
+            alias=str(item["alias"]) if "alias" in item else None,
+            max_batch_size=int(item.get("max_batch_size", 0)),
+            max_wait_us=int(item.get("max_wait_us", 0)),
+        )
+    return shadows, fallback, str(data.get("sticky_input", ""))

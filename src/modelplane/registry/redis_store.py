@@ -50,10 +50,12 @@ from modelplane.domain.models import (
     Model,
     ModelVersion,
     Route,
+    RouteRevision,
     RouteTarget,
     ServedAt,
     ServedTarget,
     ServingSnapshot,
+    ShadowTarget,
     Signature,
     VersionKey,
     VersionStatus,
@@ -61,6 +63,8 @@ from modelplane.domain.models import (
 from modelplane.registry import audit_context
 from modelplane.registry.names import validate_alias, validate_name, validate_version_number
 from modelplane.registry.records import (
+    policy_from_record,
+    policy_record,
     targets_from_record,
     targets_record,
     version_from_record,
@@ -283,11 +287,11 @@ redis.call('RPUSH', k('alias_history', model, alias), cjson.encode({
 return {'ok', gen}
 """
 
-# ARGV: endpoint, targets, expected_revision, now_ms, detail,
-#       then per target: model, 'v' or 'a', version or alias
+# ARGV: endpoint, targets, expected_revision, now_ms, detail, policy,
+#       then per target (then per shadow, then the fallback): model, 'v' or 'a', version or alias
 _SET_ROUTE = """
 local endpoint, targets, expected = ARGV[4], ARGV[5], tonumber(ARGV[6])
-local now, detail = ARGV[7], ARGV[8]
+local now, detail, policy = ARGV[7], ARGV[8], ARGV[9]
 local rkey = k('route', endpoint)
 local current = tonumber(redis.call('HGET', rkey, 'revision') or '0')
 if current ~= expected then
@@ -296,7 +300,7 @@ end
 -- Re-checked here, atomically with the write, so a route can never name
 -- something that vanished or stopped being servable between the caller's
 -- checks and this step.
-local i = 9
+local i = 10
 local index = 0
 while ARGV[i] do
   local model, kind, ref = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -327,13 +331,15 @@ if old[1] then
   before = '{"revision":' .. old[2] .. ',"targets":' .. old[1] .. '}'
 end
 local revision = current + 1
-redis.call('HSET', rkey, 'targets', targets, 'revision', revision, 'updated_at_ms', now)
+redis.call('HSET', rkey, 'targets', targets, 'revision', revision, 'updated_at_ms', now,
+  'policy', policy)
 redis.call('SADD', k('routes'), endpoint)
 local gen = emit({kind = 'route', name = endpoint, action = 'set_route',
   subject = 'endpoint/' .. endpoint, detail = detail, before = before, after = detail,
   endpoint = endpoint, now = now})
 redis.call('RPUSH', k('route_history', endpoint), '{"revision":' .. revision ..
-  ',"ts_ms":' .. now .. ',"generation":' .. gen .. ',"targets":' .. targets .. '}')
+  ',"ts_ms":' .. now .. ',"generation":' .. gen .. ',"targets":' .. targets ..
+  ',"policy":' .. policy .. '}')
 return {'ok', revision, gen}
 """
 
@@ -374,9 +380,10 @@ _ROUTES_LUA = """
 local function read_routes()
   local routes = {}
   for _, endpoint in ipairs(redis.call('SMEMBERS', k('routes'))) do
-    local r = redis.call('HMGET', k('route', endpoint), 'targets', 'revision', 'updated_at_ms')
+    local r = redis.call('HMGET', k('route', endpoint), 'targets', 'revision', 'updated_at_ms',
+      'policy')
     if r[1] then
-      routes[#routes + 1] = {endpoint, r[1], r[2], r[3]}
+      routes[#routes + 1] = {endpoint, r[1], r[2], r[3], r[4] or ''}
     end
   end
   return routes
@@ -736,6 +743,9 @@ class RedisRegistryStore(RegistryStore):
         targets: tuple[RouteTarget, ...],
         expected_revision: int,
         now_ms: int,
+        shadows: tuple[ShadowTarget, ...] = (),
+        fallback: RouteTarget | None = None,
+        sticky_input: str = "",
     ) -> Route:
         validate_name("endpoint", endpoint)
         refs: list[str | int] = []
@@ -744,13 +754,20 @@ class RedisRegistryStore(RegistryStore):
                 refs += [target.model, "a", target.alias]
             else:
                 refs += [target.model, "v", target.version if target.version is not None else 0]
+        # Shadows and the fallback are checked by the same atomic step as the targets.
+        refs += _policy_refs(shadows, fallback)
         stored = targets_record(targets)
+        policy = policy_record(shadows, fallback, sticky_input)
         detail = json.dumps(
-            {"targets": json.loads(stored), "revision": expected_revision + 1},
+            {
+                "targets": json.loads(stored),
+                "revision": expected_revision + 1,
+                "policy": json.loads(policy),
+            },
             separators=(",", ":"),
         )
         result = self._run(
-            self._set_route, endpoint, stored, expected_revision, now_ms, detail, *refs
+            self._set_route, endpoint, stored, expected_revision, now_ms, detail, policy, *refs
         )
         status = result[0]
         if status == "stale":
@@ -759,17 +776,23 @@ class RedisRegistryStore(RegistryStore):
                 f"current revision is {int(result[1])}; re-read the route and retry"
             )
         if status in ("no_model", "no_version", "no_alias"):
-            raise NotFound(_missing_target(targets[int(result[1])], int(result[1]), status))
+            field, ref = _ref_at(int(result[1]), targets, shadows, fallback)
+            raise NotFound(_missing_target(ref, field, status))
         if status == "not_ready":
-            index = int(result[1])
-            target = targets[index]
-            via = f" (alias '{target.alias}')" if target.alias is not None else ""
+            field, ref = _ref_at(int(result[1]), targets, shadows, fallback)
+            via = f" (alias '{ref.alias}')" if ref.alias is not None else ""
             raise FailedPrecondition(
-                f"targets[{index}]: version {result[3]} of model '{target.model}'{via} is "
+                f"{field}: version {result[3]} of model '{ref.model}'{via} is "
                 f"{result[2]}, not READY; only READY versions can be routed to"
             )
         return Route(
-            endpoint=endpoint, targets=targets, revision=int(result[1]), updated_at_ms=now_ms
+            endpoint=endpoint,
+            targets=targets,
+            revision=int(result[1]),
+            updated_at_ms=now_ms,
+            shadows=shadows,
+            fallback=fallback,
+            sticky_input=sticky_input,
         )
 
     def get_route(self, endpoint: str) -> Route:
@@ -783,11 +806,12 @@ class RedisRegistryStore(RegistryStore):
             str(fields["targets"]),
             str(fields["revision"]),
             str(fields["updated_at_ms"]),
+            fields.get("policy", ""),
         )
 
     def list_routes(self) -> list[Route]:
         rows = self._run(self._list_routes)
-        routes = [_route(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+        routes = [_route(*(str(cell) for cell in r)) for r in rows]
         return sorted(routes, key=lambda route: route.endpoint)
 
     def delete_route(self, endpoint: str, expected_revision: int) -> None:
@@ -807,7 +831,7 @@ class RedisRegistryStore(RegistryStore):
     def snapshot(self) -> ServingSnapshot:
         generation, route_rows, model_rows = self._run(self._snapshot)
         routes = {
-            str(r[0]): _route(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in route_rows
+            str(r[0]): _route(*(str(cell) for cell in r)) for r in route_rows
         }
         versions: dict[VersionKey, ModelVersion] = {}
         aliases: dict[tuple[str, str], int] = {}
@@ -889,6 +913,39 @@ class RedisRegistryStore(RegistryStore):
             targets=tuple(targets),
         )
 
+    def route_history(self, endpoint: str) -> list[RouteRevision]:
+        validate_name("endpoint", endpoint)
+        with _reachable():
+            entries = _text(self._redis.lrange(self._key("route_history", endpoint), 0, -1))
+        revisions = []
+        for entry in entries:
+            data = json.loads(entry)
+            revision = int(data["revision"])
+            route = None
+            if revision:
+                shadows, fallback, sticky_input = policy_from_record(
+                    json.dumps(data["policy"]) if "policy" in data else ""
+                )
+                route = Route(
+                    endpoint=endpoint,
+                    targets=targets_from_record(json.dumps(data["targets"])),
+                    revision=revision,
+                    updated_at_ms=int(data["ts_ms"]),
+                    shadows=shadows,
+                    fallback=fallback,
+                    sticky_input=sticky_input,
+                )
+            revisions.append(
+                RouteRevision(
+                    endpoint=endpoint,
+                    revision=revision,
+                    ts_ms=int(data["ts_ms"]),
+                    generation=int(data["generation"]),
+                    route=route,
+                )
+            )
+        return revisions
+
     def _alias_at(self, model: str, alias: str, at_ms: int) -> int:
         version = 0
         for change in self.alias_history(model, alias):
@@ -927,24 +984,58 @@ def _model(name: str, fields: dict[str, str], aliases: dict[str, str]) -> Model:
     )
 
 
-def _route(endpoint: str, targets: str, revision: str, updated_at_ms: str) -> Route:
+def _route(
+    endpoint: str, targets: str, revision: str, updated_at_ms: str, policy: str = ""
+) -> Route:
+    shadows, fallback, sticky_input = policy_from_record(policy)
     return Route(
         endpoint=endpoint,
         targets=targets_from_record(targets),
         revision=int(revision),
         updated_at_ms=int(updated_at_ms),
+        shadows=shadows,
+        fallback=fallback,
+        sticky_input=sticky_input,
     )
 
 
-def _missing_target(target: RouteTarget, index: int, status: str) -> str:
+def _policy_refs(
+    shadows: tuple[ShadowTarget, ...], fallback: RouteTarget | None
+) -> list[str | int]:
+    refs: list[str | int] = []
+    others: list[ShadowTarget | RouteTarget] = [*shadows]
+    if fallback is not None:
+        others.append(fallback)
+    for ref in others:
+        if ref.alias is not None:
+            refs += [ref.model, "a", ref.alias]
+        else:
+            refs += [ref.model, "v", ref.version if ref.version is not None else 0]
+    return refs
+
+
+def _ref_at(
+    index: int,
+    targets: tuple[RouteTarget, ...],
+    shadows: tuple[ShadowTarget, ...],
+    fallback: RouteTarget | None,
+) -> tuple[str, RouteTarget | ShadowTarget]:
+    """The request field and reference behind the Lua script's flat reference index."""
+    if index < len(targets):
+        return f"targets[{index}]", targets[index]
+    index -= len(targets)
+    if index < len(shadows):
+        return f"shadows[{index}]", shadows[index]
+    assert fallback is not None  # the script counts the fallback last
+    return "fallback", fallback
+
+
+def _missing_target(target: RouteTarget | ShadowTarget, field: str, status: str) -> str:
     if status == "no_model":
-        return f"targets[{index}].model: model '{target.model}' not found"
+        return f"{field}.model: model '{target.model}' not found"
     if status == "no_version":
-        return (
-            f"targets[{index}].version: version {target.version} "
-            f"of model '{target.model}' not found"
-        )
-    return f"targets[{index}].alias: alias '{target.alias}' of model '{target.model}' not found"
+        return f"{field}.version: version {target.version} of model '{target.model}' not found"
+    return f"{field}.alias: alias '{target.alias}' of model '{target.model}' not found"
 
 
 _PARSE_CACHE_MAX = 200_000

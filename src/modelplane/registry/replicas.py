@@ -60,6 +60,14 @@ class ReplicaDirectory:
         self._clock = clock
         self._sleep = sleep
 
+    @property
+    def client(self) -> redis.Redis:
+        return self._redis
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
     def _key(self, replica_id: str) -> str:
         return f"{self._prefix}:replica:{replica_id}"
 

@@ -13,9 +13,11 @@ from modelplane.domain.models import (
     Model,
     ModelVersion,
     Route,
+    RouteRevision,
     RouteTarget,
     ServedAt,
     ServingSnapshot,
+    ShadowTarget,
     Signature,
     VersionStatus,
 )
@@ -106,8 +108,15 @@ class RegistryStore(abc.ABC):
         targets: tuple[RouteTarget, ...],
         expected_revision: int,
         now_ms: int,
+        shadows: tuple[ShadowTarget, ...] = (),
+        fallback: RouteTarget | None = None,
+        sticky_input: str = "",
     ) -> Route:
         """Compare-and-set on the route's revision, then publish the change."""
+
+    @abc.abstractmethod
+    def route_history(self, endpoint: str) -> list[RouteRevision]:
+        """Every revision the endpoint's route went through, oldest first."""
 
     @abc.abstractmethod
     def get_route(self, endpoint: str) -> Route: ...

@@ -13,12 +13,14 @@ import time
 from collections.abc import Callable, Iterable
 
 from modelplane.domain.errors import (
+    Aborted,
     AlreadyExists,
     DataLoss,
     FailedPrecondition,
     InvalidArgument,
     ModelplaneError,
     NotFound,
+    Unavailable,
 )
 from modelplane.domain.models import (
     Alias,
@@ -28,8 +30,11 @@ from modelplane.domain.models import (
     Model,
     ModelVersion,
     Route,
+    RouteRevision,
     RouteTarget,
     ServedAt,
+    ShadowTarget,
+    VersionKey,
     VersionStatus,
 )
 from modelplane.registry.artifacts import ArtifactStore
@@ -39,6 +44,8 @@ from modelplane.registry.names import validate_alias, validate_name, validate_ve
 from modelplane.registry.records import signature_from_json
 from modelplane.registry.reference import DEFAULT_ATOL, DEFAULT_RTOL, load_reference
 from modelplane.registry.replicas import ReplicaDirectory
+from modelplane.registry.route_plan import plan_route
+from modelplane.registry.route_prepare import RoutePreparation
 from modelplane.registry.sandbox import Sandbox
 from modelplane.registry.sources import SourcePolicy, read_source, resolve_source
 from modelplane.registry.store import RegistryStore
@@ -58,6 +65,7 @@ class Registry:
         max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
         route_ack_timeout_s: float = 5.0,
         sandbox: Sandbox | None = None,
+        route_prepare_timeout_s: float = 30.0,
         sources: SourcePolicy | None = None,
     ) -> None:
         self.store = store
@@ -68,6 +76,7 @@ class Registry:
         self._clock = clock
         self.max_upload_bytes = max_upload_bytes
         self.route_ack_timeout_s = route_ack_timeout_s
+        self.route_prepare_timeout_s = route_prepare_timeout_s
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -320,8 +329,23 @@ class Registry:
     # ------------------------------------------------------------------ routes
 
     def set_route(
-        self, endpoint: str, targets: Iterable[RouteTarget], expected_revision: int
+        self,
+        endpoint: str,
+        targets: Iterable[RouteTarget],
+        expected_revision: int,
+        *,
+        shadows: Iterable[ShadowTarget] = (),
+        fallback: RouteTarget | None = None,
+        sticky_input: str = "",
     ) -> Route:
+        """Make-before-break: replicas load the route's versions, then it flips, then it is live.
+
+        Every live replica is asked to load the versions the new route needs and
+        must acknowledge (route_prepare.py) before the compare-and-set writes it;
+        a replica that cannot within ``route_prepare_timeout_s`` leaves the route
+        unchanged (UNAVAILABLE). After the flip the call waits for the replicas
+        to serve the new generation.
+        """
         validate_name("endpoint", endpoint)
         checked = tuple(targets)
         self._validate_targets(checked)
@@ -330,9 +354,70 @@ class Registry:
                 f"expected_revision: expected 0 (new endpoint) or the current revision, "
                 f"got {expected_revision}"
             )
-        route = self.store.set_route(endpoint, checked, expected_revision, self._now_ms())
+        plan = plan_route(self.store, checked, tuple(shadows), fallback, sticky_input)
+        self._prepare(endpoint, plan.versions)
+        route = self.store.set_route(
+            endpoint,
+            checked,
+            expected_revision,
+            self._now_ms(),
+            shadows=plan.shadows,
+            fallback=fallback,
+            sticky_input=sticky_input,
+        )
         self._await_replicas(f"endpoint '{endpoint}' revision {route.revision}")
         return route
+
+    def rollback_route(self, endpoint: str, expected_revision: int = 0) -> Route:
+        """Restores the revision before the current one as a new revision (one CAS)."""
+        current = self.store.get_route(endpoint)
+        if expected_revision and expected_revision != current.revision:
+            raise Aborted(
+                f"endpoint '{endpoint}': expected revision {expected_revision}, "
+                f"current revision is {current.revision}; re-read the route and retry"
+            )
+        history = [
+            entry for entry in self.store.route_history(endpoint)
+            if entry.revision and entry.route is not None
+        ]
+        earlier = [entry for entry in history if entry.revision < current.revision]
+        if not earlier or earlier[-1].route is None:
+            raise FailedPrecondition(
+                f"endpoint '{endpoint}' has no revision before {current.revision} to roll back to"
+            )
+        previous = earlier[-1].route
+        return self.set_route(
+            endpoint,
+            previous.targets,
+            current.revision,
+            shadows=previous.shadows,
+            fallback=previous.fallback,
+            sticky_input=previous.sticky_input,
+        )
+
+    def route_history(self, endpoint: str) -> list[RouteRevision]:
+        return self.store.route_history(endpoint)
+
+    def shadow_books(self) -> list[str]:
+        """The shadow-comparison books (JSON) the live replicas published."""
+        if self.replicas is None:
+            return []
+        preparation = RoutePreparation(self.replicas.client, self.replicas.prefix)
+        return preparation.books(status.replica_id for status in self.replicas.live())
+
+    def _prepare(self, endpoint: str, versions: frozenset[VersionKey]) -> None:
+        if self.replicas is None or not versions:
+            return
+        preparation = RoutePreparation(self.replicas.client, self.replicas.prefix)
+        preparation.request(versions)
+        lagging = preparation.wait_loaded(self.replicas, versions, self.route_prepare_timeout_s)
+        if lagging:
+            names = ", ".join(sorted(str(key) for key in versions))
+            raise Unavailable(
+                f"endpoint '{endpoint}': replicas "
+                f"{', '.join(status.replica_id for status in lagging)} did not load "
+                f"{names} within {self.route_prepare_timeout_s:.0f} s; the route is unchanged"
+            )
 
     def get_route(self, endpoint: str) -> Route:
         return self.store.get_route(endpoint)
@@ -378,8 +463,9 @@ class Registry:
                 elif target.alias is not None:
                     self.store.get_alias(target.model, target.alias)
             except NotFound as error:
+                # An unknown target makes the request itself wrong: INVALID_ARGUMENT.
                 ref = "version" if target.version is not None else "alias"
-                raise NotFound(f"targets[{i}].{ref}: {error.message}") from None
+                raise InvalidArgument(f"targets[{i}].{ref}: {error.message}") from None
 
     def _await_replicas(self, what: str) -> None:
         """Waits until live replicas serve the store's current generation.

@@ -45,15 +45,20 @@ class DataPlane:
         replica_id = serve.get_replica_context().replica_tag
         self._telemetry: Any = None
         endpoint = otlp_endpoint(settings)
-        if endpoint is not None:
+        if endpoint is not None and settings.telemetry_enabled:
             # Imported here: the OTel SDK is only needed where a replica runs.
             from modelplane.telemetry.data_plane import DataPlaneTelemetry
 
+            endpoints = [endpoint]
+            if settings.otlp_collector_endpoint:
+                endpoints.append(settings.otlp_collector_endpoint)
             self._telemetry = DataPlaneTelemetry(
-                [endpoint],
+                endpoints,
                 SERVICE_NAME,
                 replica_id,
                 metric_export_interval_ms=settings.metric_export_interval_ms,
+                trace_sample_ratio=settings.trace_sample_ratio,
+                slow_request_threshold_ms=settings.slow_request_threshold_ms,
             )
         try:
             self._runtime = ReplicaRuntime(settings, replica_id, telemetry=self._telemetry)

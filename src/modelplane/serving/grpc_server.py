@@ -19,6 +19,7 @@ import grpc
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
 
 from modelplane.codec.errors import AsyncErrorInterceptor
 
@@ -117,6 +118,16 @@ class GrpcServerThread:
             register(server)
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        # Reflection lets grpcurl and generic clients discover the data plane's
+        # services without a copy of the protos.
+        reflection.enable_server_reflection(
+            (
+                *self._service_names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
         port = server.add_insecure_port(self._address)
         if port == 0:
             raise RuntimeError("bind failed")

@@ -6,17 +6,30 @@ status, and the telemetry context manager records that status on the way out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from modelplane.codec.inference import decode_predict_request, encode_predict_response
+import numpy as np
+
+from modelplane.codec.inference import (
+    decode_predict_request,
+    encode_predict_response,
+    sticky_key_from_metadata,
+)
 from modelplane.serving.predictor import Predictor
 from modelplane.v1 import inference_pb2, inference_pb2_grpc
 
 
 class PredictObservation(Protocol):
     def answered(self, endpoint: str, model: str, version: int, prediction_id: str) -> None: ...
+
+    def record_io(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Mapping[str, np.ndarray],
+        route_reason: str = "",
+    ) -> None: ...
 
 
 class PredictTelemetry(Protocol):
@@ -38,19 +51,25 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         context: Any,
     ) -> inference_pb2.PredictResponse:
         telemetry = self._telemetry
+        metadata = context.invocation_metadata() or ()
         if telemetry is None:
-            return await self._predict(request)
-        with telemetry.observe_predict(
-            context.invocation_metadata() or (), request.endpoint
-        ) as observation:
-            response = await self._predict(request)
-            observation.answered(
-                response.endpoint, response.model, response.version, response.prediction_id
-            )
-            return response
+            return await self._predict(request, metadata)
+        with telemetry.observe_predict(metadata, request.endpoint) as observation:
+            return await self._predict(request, metadata, observation)
 
     async def _predict(
-        self, request: inference_pb2.PredictRequest
+        self,
+        request: inference_pb2.PredictRequest,
+        metadata: Sequence[tuple[str, str | bytes]],
+        observation: PredictObservation | None = None,
     ) -> inference_pb2.PredictResponse:
-        p = await self.predictor.predict(decode_predict_request(request))
-        return encode_predict_response(p.outputs, p.endpoint, p.model, p.version, p.prediction_id)
+        decoded = decode_predict_request(request)
+        p = await self.predictor.predict(decoded, sticky_key=sticky_key_from_metadata(metadata))
+        if observation is not None:
+            # Telemetry hook: names the answer, hands inputs/outputs over for feedback
+            # and drift (buffered, shipped off the request path).
+            observation.answered(p.endpoint, p.model, p.version, p.prediction_id)
+            observation.record_io(decoded.inputs, p.outputs, p.route_reason.value)
+        return encode_predict_response(
+            p.outputs, p.endpoint, p.model, p.version, p.prediction_id, p.route_reason
+        )

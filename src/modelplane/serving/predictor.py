@@ -1,27 +1,37 @@
 """The predict use case, shared by every inference protocol a replica speaks.
 
 Servicers decode their wire format into an ``InferenceRequest``, call
-``Predictor.predict`` and encode the ``Prediction``; routing, loading and
-running live here once. The routing table is an attribute the replica swaps
-whole; a request reads it once and resolves its version and session from that
-one table, so a swap in the middle of a request never mixes two generations,
-and a request that started on a version finishes on it even if the swap
-unloads it (it holds the session).
+``Predictor.predict`` and encode the ``Prediction``; routing, loading, batching,
+fallback and shadowing live here once. The routing table is an attribute the
+replica swaps whole; a request reads it once and resolves its version and
+session from that one table, so a swap in the middle of a request never mixes
+two generations, and a request that started on a version finishes on it even
+if the swap unloads it (it holds the session).
+
+Shadow copies run as tasks started after the primary answered: they never
+delay the caller, their answers are only compared (routing/shadow.py), and at
+most ``max_shadow_in_flight`` run at once; beyond that mirrors are skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from modelplane.codec.inference import InferenceRequest
-from modelplane.domain.models import ModelVersion, VersionKey
-from modelplane.routing.table import RouteTable
+from modelplane.domain.errors import InvalidArgument
+from modelplane.domain.models import ModelVersion, RouteReason, VersionKey
+from modelplane.routing.shadow import ShadowBook, compare
+from modelplane.routing.table import EndpointRoute, RouteTable
+from modelplane.serving.batcher import VersionRunner
 from modelplane.serving.sessions import LoadedModel, SessionCache
+
+_log = logging.getLogger(__name__)
 
 
 class PredictionIds:
@@ -44,31 +54,155 @@ class Prediction:
     model: str
     version: int
     prediction_id: str
+    route_reason: RouteReason = RouteReason.PINNED
+
+
+@dataclass(frozen=True, slots=True)
+class BatchingDefaults:
+    max_batch_size: int = 32
+    max_wait_us: int = 0
+    inline_threshold_us: int = 300
 
 
 class Predictor:
-    def __init__(self, sessions: SessionCache, table: RouteTable | None = None) -> None:
+    def __init__(
+        self,
+        sessions: SessionCache,
+        table: RouteTable | None = None,
+        *,
+        batching: BatchingDefaults | None = None,
+        max_shadow_in_flight: int = 64,
+    ) -> None:
         self.sessions = sessions
         self.table: RouteTable = table if table is not None else RouteTable.empty()
         """Swapped whole by the replica; assignment is atomic, readers never lock."""
         self._ids = PredictionIds()
         self.lazy_loads: set[VersionKey] = set()
         """Versions loaded on demand because a request named them directly."""
+        self.batching = batching or BatchingDefaults()
+        self._runners: dict[VersionKey, VersionRunner] = {}
+        self.shadows = ShadowBook()
+        self.max_shadow_in_flight = max_shadow_in_flight
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self.shadows_skipped = 0
 
-    async def predict(self, request: InferenceRequest) -> Prediction:
+    async def predict(
+        self, request: InferenceRequest, *, sticky_key: bytes | None = None
+    ) -> Prediction:
+        """Routes, runs and answers one request.
+
+        ``sticky_key`` (the ``x-modelplane-key`` metadata) assigns the request by
+        consistent hashing; without it, the route's sticky input's value does.
+        """
         table = self.table
-        if request.endpoint is not None:
-            endpoint = request.endpoint
-            key = table.pick(endpoint)
-        else:
-            endpoint = ""
+        if request.endpoint is None:
             assert request.model is not None  # decoding guarantees one target
             key = table.resolve_model(request.model, request.version, request.alias)
+            outputs = await self._run(table, key, request)
+            return Prediction(
+                outputs, "", key.model, key.version, self._ids.next(), RouteReason.PINNED
+            )
+        endpoint = request.endpoint
+        route = table.route(endpoint)
+        if sticky_key is None and route.sticky_input:
+            value = request.inputs.get(route.sticky_input)
+            if value is not None:
+                sticky_key = value.tobytes()
+        key, reason = route.pick(sticky_key)
+        try:
+            outputs = await self._run(table, key, request)
+        except InvalidArgument:
+            raise  # the caller's mistake: another version would refuse it too
+        except Exception as error:
+            fallback = route.fallback
+            if fallback is None or fallback == key:
+                raise
+            _log.warning("endpoint '%s': %s failed (%s); answering with %s", endpoint, key,
+                         error, fallback)
+            key, reason = fallback, RouteReason.FALLBACK
+            outputs = await self._run(table, key, request)
+        if route.shadows:
+            self._mirror(table, route, key, request, outputs)
+        return Prediction(outputs, endpoint, key.model, key.version, self._ids.next(), reason)
+
+    def runner(self, model: LoadedModel) -> VersionRunner:
+        """The version's runner, configured by the current table (or the defaults)."""
+        runner = self._runners.get(model.key)
+        if runner is None or runner.model is not model:
+            defaults = self.batching
+            runner = VersionRunner(
+                model,
+                max_batch_size=defaults.max_batch_size,
+                max_wait_us=defaults.max_wait_us,
+                inline_threshold_us=defaults.inline_threshold_us,
+            )
+            self._runners[model.key] = runner
+            self._configure(runner, self.table)
+        return runner
+
+    def table_changed(self, table: RouteTable) -> None:
+        """Applies a new table's batching limits and forgets runners of unloaded versions."""
+        loaded = self.sessions.loaded_keys()
+        for key in [key for key in self._runners if key not in loaded]:
+            del self._runners[key]
+        for runner in self._runners.values():
+            self._configure(runner, table)
+
+    def _configure(self, runner: VersionRunner, table: RouteTable) -> None:
+        limits = table.batching.get(runner.model.key)
+        if limits is None:
+            runner.configure(self.batching.max_batch_size, self.batching.max_wait_us)
+        else:
+            runner.configure(
+                limits.max_batch_size or self.batching.max_batch_size,
+                limits.max_wait_us,
+            )
+
+    async def _run(
+        self, table: RouteTable, key: VersionKey, request: InferenceRequest
+    ) -> dict[str, np.ndarray]:
         model = self.sessions.get(key)
         if model is None:
             model = await self._load(table.version_info(key))
-        outputs = model.run(request.inputs, request.output_names)
-        return Prediction(outputs, endpoint, key.model, key.version, self._ids.next())
+        return await self.runner(model).run(request.inputs, request.output_names)
+
+    def _mirror(
+        self,
+        table: RouteTable,
+        route: EndpointRoute,
+        primary: VersionKey,
+        request: InferenceRequest,
+        outputs: dict[str, np.ndarray],
+    ) -> None:
+        for shadow in route.shadows:
+            if shadow.key == primary or np.random.random() * 100.0 >= shadow.percent:
+                continue
+            if len(self._shadow_tasks) >= self.max_shadow_in_flight:
+                self.shadows_skipped += 1
+                continue
+            task = asyncio.get_running_loop().create_task(
+                self._shadow(table, route.endpoint, primary, shadow.key, request, outputs)
+            )
+            self._shadow_tasks.add(task)
+            task.add_done_callback(self._shadow_tasks.discard)
+
+    async def _shadow(
+        self,
+        table: RouteTable,
+        endpoint: str,
+        primary: VersionKey,
+        shadow: VersionKey,
+        request: InferenceRequest,
+        expected: dict[str, np.ndarray],
+    ) -> None:
+        try:
+            got = await self._run(table, shadow, request)
+        except Exception as error:
+            _log.debug("shadow %s of endpoint '%s' failed: %s", shadow, endpoint, error)
+            self.shadows.record_error(endpoint, primary, shadow)
+            return
+        wanted = {name: got[name] for name in expected if name in got}
+        self.shadows.record(endpoint, primary, shadow, compare(expected, wanted))
 
     async def _load(self, version: ModelVersion) -> LoadedModel:
         # Reading the artifact and building a session can take seconds; off the

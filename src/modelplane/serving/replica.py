@@ -24,14 +24,20 @@ import redis
 from modelplane.config import Settings
 from modelplane.domain.errors import FailedPrecondition
 from modelplane.domain.models import ServingSnapshot, VersionKey
+from modelplane.oip import grpc_service_pb2_grpc as oip_pb2_grpc
 from modelplane.registry.artifacts import ArtifactStore
 from modelplane.registry.redis_store import RedisRegistryStore
 from modelplane.registry.replicas import ReplicaDirectory
+from modelplane.registry.route_prepare import RoutePreparation
+from modelplane.registry.use_cases import Registry
 from modelplane.routing.table import RouteTable
 from modelplane.routing.watcher import SnapshotWatcher
 from modelplane.serving.grpc_server import GrpcServerThread
 from modelplane.serving.inference_servicer import InferenceServicer, PredictTelemetry
-from modelplane.serving.predictor import Predictor
+from modelplane.serving.oip_repository import OipRepository
+from modelplane.serving.oip_servicer import SERVICE_NAME as OIP_SERVICE
+from modelplane.serving.oip_servicer import OipServicer
+from modelplane.serving.predictor import BatchingDefaults, Predictor
 from modelplane.serving.sessions import SessionCache
 from modelplane.v1 import inference_pb2, inference_pb2_grpc
 
@@ -68,6 +74,8 @@ class ReplicaRuntime:
         self._live_generation = 0
         self._synced = False
         self._previous_needed: set[VersionKey] = set()
+        # Versions the control plane asked to have loaded before a route flips.
+        self._preloaded: set[VersionKey] = set()
 
         self._redis = redis.Redis.from_url(
             settings.redis_url,
@@ -85,16 +93,39 @@ class ReplicaRuntime:
             ArtifactStore(settings.resolved_artifact_root),
             intra_op_threads=settings.ort_intra_op_threads,
             inter_op_threads=settings.ort_inter_op_threads,
+            allow_spinning=settings.ort_allow_spinning,
         )
-        self.predictor = Predictor(self.sessions)
+        self.predictor = Predictor(
+            self.sessions,
+            batching=BatchingDefaults(
+                max_batch_size=settings.batch_max_size,
+                max_wait_us=settings.batch_max_wait_us,
+                inline_threshold_us=settings.inline_run_threshold_us,
+            ),
+        )
+        self._preparation = RoutePreparation(self._redis, settings.key_prefix)
         self.servicer = InferenceServicer(self.predictor, telemetry=telemetry)
+        # The Open Inference Protocol on the same address; its repository calls
+        # (load/unload/index) go through the registry use cases, off the predict path.
+        self.oip_servicer = OipServicer(
+            self.predictor,
+            repository=OipRepository(
+                Registry(
+                    self._store,
+                    ArtifactStore(settings.resolved_artifact_root),
+                    replicas=self._directory,
+                )
+            ),
+            ready=lambda: self._synced and not self._closed,
+            telemetry=telemetry,
+        )
         self._watcher = SnapshotWatcher(
             self._store.snapshot, self._redis, self._store.changes_channel, self._apply
         )
         self._server = GrpcServerThread(
             settings.inference_address,
             [self._register],
-            [INFERENCE_SERVICE],
+            [INFERENCE_SERVICE, OIP_SERVICE],
             reuse_port=reuse_port,
             name=f"grpc[{replica_id}]",
         )
@@ -144,13 +175,25 @@ class ReplicaRuntime:
 
     def _register(self, server: Any) -> None:
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(self.servicer, server)
+        oip_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self.oip_servicer, server)
 
     def _apply(self, snapshot: ServingSnapshot) -> None:
         """The watcher's callback: make-before-break swap. Never raises for a bad load."""
         with self._apply_lock:
             current = self.predictor.table
-            if self._synced and snapshot.generation == self._live_generation:
+            preload = self._pending_preloads(snapshot)
+            if (
+                self._synced
+                and snapshot.generation == self._live_generation
+                and preload <= self._preloaded
+            ):
                 return  # a resync that found nothing new
+            if not preload <= self._preloaded:
+                # Make-before-break, step one: load what a coming route change
+                # needs; the heartbeat's "loaded" list is the acknowledgement.
+                wanted = sorted(preload - self._preloaded, key=str)
+                self.sessions.ensure_loaded(snapshot.versions[key] for key in wanted)
+            self._preloaded = preload
             new = RouteTable.from_snapshot(snapshot)
             failed_endpoints: set[str] = set()
             failures = self.sessions.ensure_loaded(
@@ -170,6 +213,7 @@ class ReplicaRuntime:
                 )
                 new = new.keeping(current, failed_endpoints)
             self.predictor.table = new
+            self.predictor.table_changed(new)
             if not failures:
                 self._live_generation = snapshot.generation
             self._synced = True
@@ -184,8 +228,18 @@ class ReplicaRuntime:
         lazy = self.predictor.lazy_loads
         known = {key for key in lazy if new.has_version(key)}
         lazy.intersection_update(known)
-        self.sessions.evict_unreferenced(needed | self._previous_needed | known)
+        self.sessions.evict_unreferenced(
+            needed | self._previous_needed | known | self._preloaded
+        )
         self._previous_needed = needed
+
+    def _pending_preloads(self, snapshot: ServingSnapshot) -> set[VersionKey]:
+        try:
+            pending = self._preparation.pending()
+        except Exception as error:  # advisory: serving must not depend on it
+            _log.warning("could not read the versions to preload: %s", error)
+            return set(self._preloaded)
+        return {key for key in pending if key in snapshot.versions}
 
     # --------------------------------------------------------------- heartbeat
 
@@ -200,6 +254,9 @@ class ReplicaRuntime:
                     self.node,
                     sorted(str(key) for key in self.sessions.loaded_keys()),
                     ttl_s=HEARTBEAT_TTL_S,
+                )
+                self._preparation.publish_book(
+                    self.replica_id, self.predictor.shadows.to_json(), HEARTBEAT_TTL_S
                 )
                 if failing:
                     _log.info("heartbeats reach Redis again")

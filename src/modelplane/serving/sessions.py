@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -20,6 +21,7 @@ from modelplane.codec.tensors import numpy_dtype
 from modelplane.domain.errors import InvalidArgument
 from modelplane.domain.models import ModelVersion, TensorSpec, VersionKey
 from modelplane.registry.artifacts import ArtifactStore
+from modelplane.registry.reference import check_reference_outputs, load_reference
 
 _log = logging.getLogger(__name__)
 
@@ -57,7 +59,17 @@ class _InputCheck:
 class LoadedModel:
     """A version's session plus its signature checks."""
 
-    __slots__ = ("_all_outputs", "_checks", "_output_set", "_required", "key", "session", "version")
+    __slots__ = (
+        "_all_outputs",
+        "_checks",
+        "_output_set",
+        "_probe_us",
+        "_required",
+        "batchable",
+        "key",
+        "session",
+        "version",
+    )
 
     def __init__(self, version: ModelVersion, session: ort.InferenceSession) -> None:
         self.version = version
@@ -69,6 +81,56 @@ class LoadedModel:
             output.name for output in session.get_outputs()
         ]
         self._output_set = frozenset(self._all_outputs)
+        # Batchable: every input's (and every declared output's) first
+        # dimension is dynamic, so requests can be stacked along it.
+        specs = (*version.signature.inputs, *version.signature.outputs)
+        self.batchable = bool(version.signature.inputs) and all(
+            spec.shape and spec.shape[0] < 0 for spec in specs
+        )
+        self._probe_us: float | None = None
+        self._probe_us = self._probe()
+
+    def probe_us(self) -> float | None:
+        """A one-row run's time (best of a few, at load); None when no input can be built."""
+        return self._probe_us
+
+    def _probe(self) -> float | None:
+        inputs: dict[str, np.ndarray] = {}
+        for name, check in self._checks.items():
+            shape = tuple(size if size >= 0 else 1 for size in check.spec.shape)
+            inputs[name] = np.zeros(shape, dtype=check.dtype)
+        if not inputs:
+            return None
+        best: float | None = None
+        try:
+            for _ in range(3):
+                start = time.perf_counter()
+                self.session.run(self._all_outputs, inputs)
+                elapsed = (time.perf_counter() - start) * 1e6
+                best = elapsed if best is None else min(best, elapsed)
+        except Exception:  # zeros are not valid for every model (indices, lookups)
+            _log.debug("probe run of %s failed", self.key, exc_info=True)
+            return None
+        return best
+
+    def output_names(self, output_names: Sequence[str] = ()) -> tuple[str, ...]:
+        """The outputs to compute: the named ones (checked) or, for none, all."""
+        if not output_names:
+            return tuple(self._all_outputs)
+        for name in output_names:
+            if name not in self._output_set:
+                raise InvalidArgument(
+                    f"output_names: model '{self.key.model}' version {self.key.version} "
+                    f"has no output '{name}'; it has {self._all_outputs}"
+                )
+        return tuple(output_names)
+
+    def run_checked(
+        self, inputs: dict[str, np.ndarray], names: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        """Runs inputs already validated, for outputs already checked."""
+        results = self.session.run(list(names), inputs)
+        return dict(zip(names, results, strict=True))
 
     def validate(self, inputs: dict[str, np.ndarray]) -> None:
         checks = self._checks
@@ -95,29 +157,23 @@ class LoadedModel:
         ``output_names`` empty means every output.
         """
         self.validate(inputs)
-        if output_names:
-            for name in output_names:
-                if name not in self._output_set:
-                    raise InvalidArgument(
-                        f"output_names: model '{self.key.model}' version {self.key.version} "
-                        f"has no output '{name}'; it has {self._all_outputs}"
-                    )
-            names = list(output_names)
-        else:
-            names = self._all_outputs
-        results = self.session.run(names, inputs)
-        return dict(zip(names, results, strict=True))
+        return self.run_checked(inputs, self.output_names(output_names))
 
 
 class SessionCache:
     """Thread-safe: loads each version at most once, concurrently for different versions."""
 
     def __init__(
-        self, artifacts: ArtifactStore, intra_op_threads: int = 1, inter_op_threads: int = 1
+        self,
+        artifacts: ArtifactStore,
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+        allow_spinning: bool = False,
     ) -> None:
         self._artifacts = artifacts
         self._intra = intra_op_threads
         self._inter = inter_op_threads
+        self._spinning = "1" if allow_spinning else "0"
         # Read without the lock on the predict path: a dict get is atomic and
         # the dict is only ever replaced whole under the lock (copy on write).
         self._loaded: dict[VersionKey, LoadedModel] = {}
@@ -144,6 +200,7 @@ class SessionCache:
                 return model
             try:
                 model = LoadedModel(version, self._new_session(version))
+                self._replay_reference(version, model)
             finally:
                 with self._lock:
                     self._loading.pop(key, None)
@@ -180,6 +237,22 @@ class SessionCache:
             _log.info("unloaded %s", key)
         return evicted
 
+    def _replay_reference(self, version: ModelVersion, model: LoadedModel) -> None:
+        """Reference outputs stored with the version must come out here too, or it never serves.
+
+        Registration checked them in the validation sandbox; checking again on this
+        replica catches a different onnxruntime build or CPU computing something else.
+        """
+        if not version.reference_sha256:
+            return
+        reference = load_reference(
+            self._artifacts.read_verified(version.reference_sha256),
+            version.reference_rtol,
+            version.reference_atol,
+        )
+        what = f"{version.model}:{version.version}"
+        check_reference_outputs(lambda inputs: model.run(inputs, ()), reference, what=what)
+
     def _new_session(self, version: ModelVersion) -> ort.InferenceSession:
         data = self._artifacts.read_verified(version.sha256)
         options = ort.SessionOptions()
@@ -188,6 +261,6 @@ class SessionCache:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         # Spinning pools steal the cycles the gRPC threads need on small
         # machines, which costs more than the wake-up latency they save.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", self._spinning)
+        options.add_session_config_entry("session.inter_op.allow_spinning", self._spinning)
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])

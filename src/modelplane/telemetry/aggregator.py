@@ -20,10 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from modelplane.domain.errors import InvalidArgument
-from modelplane.domain.stats import VersionStatsRecord
+from modelplane.domain.stats import LatencyPoint, LatencySeries, VersionStatsRecord
 from modelplane.telemetry.histogram import BOUNDS_S, LatencyHistogram, bucket_index, rebin
 
-__all__ = ["SLOT_SECONDS", "StatsAggregator", "VersionStatsRecord"]
+__all__ = ["SLOT_SECONDS", "SlotState", "StatsAggregator", "VersionStatsRecord"]
 
 SLOT_SECONDS = 10
 HORIZON_SECONDS = 3600
@@ -52,6 +52,21 @@ class _Series:
     requests: int = 0
     errors: int = 0
     ring: list[_Slot | None] = field(default_factory=lambda: [None] * RING_SLOTS)
+
+
+@dataclass(frozen=True)
+class SlotState:
+    """One closed 10 s slot of one series, as persisted (see ``persistence``)."""
+
+    endpoint: str
+    model: str
+    version: int
+    epoch: int
+    counts: tuple[int, ...]
+    total_sum: float
+    requests: int
+    errors: int
+    exemplars: tuple[tuple[float, str], ...]
 
 
 class StatsAggregator:
@@ -169,7 +184,142 @@ class StatsAggregator:
             elif entry > slot.exemplars[0]:
                 heapq.heapreplace(slot.exemplars, entry)
 
+    # ------------------------------------------------------------- persistence
+
+    def slots_between(self, first_epoch: int, last_epoch: int) -> list[SlotState]:
+        """Copies of every slot whose epoch lies in [first_epoch, last_epoch]."""
+        states: list[SlotState] = []
+        with self._lock:
+            for key, series in self._series.items():
+                for slot in series.ring:
+                    if slot is None or not first_epoch <= slot.epoch <= last_epoch:
+                        continue
+                    if slot.requests == 0 and not slot.exemplars:
+                        continue
+                    states.append(
+                        SlotState(
+                            key[0], key[1], key[2], slot.epoch,
+                            tuple(slot.histogram.counts), slot.histogram.sum,
+                            slot.requests, slot.errors, tuple(slot.exemplars),
+                        )
+                    )
+        return states
+
+    def totals(self) -> dict[_SeriesKey, tuple[int, int]]:
+        with self._lock:
+            return {key: (s.requests, s.errors) for key, s in self._series.items()}
+
+    def restore(
+        self, slots: Sequence[SlotState], totals: dict[_SeriesKey, tuple[int, int]]
+    ) -> int:
+        """Loads persisted slots and totals (at start, before exports arrive).
+
+        A slot is taken only if the ring position is free or holds an older epoch,
+        so restoring never overwrites what live exports already filled. Returns
+        how many slots were restored.
+        """
+        restored = 0
+        with self._lock:
+            now = self._clock()
+            for key, (requests, errors) in totals.items():
+                series = self._series.setdefault(key, _Series())
+                series.requests += requests
+                series.errors += errors
+            for state in slots:
+                if state.epoch * SLOT_SECONDS <= now - HORIZON_SECONDS:
+                    continue
+                key = (state.endpoint, state.model, state.version)
+                series = self._series.setdefault(key, _Series())
+                index = state.epoch % RING_SLOTS
+                current = series.ring[index]
+                if current is not None and current.epoch >= state.epoch:
+                    continue
+                slot = _Slot(state.epoch)
+                slot.histogram.add_counts(state.counts, state.total_sum)
+                slot.requests = state.requests
+                slot.errors = state.errors
+                slot.exemplars = list(state.exemplars)
+                heapq.heapify(slot.exemplars)
+                series.ring[index] = slot
+                restored += 1
+        return restored
+
     # ------------------------------------------------------------------- reads
+
+    def series(
+        self, endpoint: str | None, window_s: int, step_s: int
+    ) -> list[LatencySeries]:
+        """Per version, the window cut into ``step_s`` steps, oldest first.
+
+        ``step_s`` is rounded to whole 10 s slots. Empty steps are kept (zero
+        requests) so every version's points line up on the same time axis.
+        """
+        if not 1 <= window_s <= HORIZON_SECONDS:
+            raise InvalidArgument(
+                f"window_seconds must be between 1 and {HORIZON_SECONDS}, got {window_s}"
+            )
+        if not SLOT_SECONDS <= step_s <= window_s:
+            raise InvalidArgument(
+                f"step_seconds must be between {SLOT_SECONDS} and the window ({window_s}), "
+                f"got {step_s}"
+            )
+        slots_per_step = max(step_s // SLOT_SECONDS, 1)
+        steps = max(math.ceil(window_s / (slots_per_step * SLOT_SECONDS)), 1)
+        result: list[LatencySeries] = []
+        with self._lock:
+            now_epoch = int(self._clock() // SLOT_SECONDS)
+            # Steps end with the current (partial) slot.
+            first_epoch = now_epoch - steps * slots_per_step + 1
+            for key in sorted(self._series):
+                if endpoint and key[0] != endpoint:
+                    continue
+                series = self._series[key]
+                if series.requests == 0:
+                    continue
+                histograms = [LatencyHistogram() for _ in range(steps)]
+                requests = [0] * steps
+                errors = [0] * steps
+                for slot in series.ring:
+                    if slot is None or not first_epoch <= slot.epoch <= now_epoch:
+                        continue
+                    i = (slot.epoch - first_epoch) // slots_per_step
+                    histograms[i].merge(slot.histogram)
+                    requests[i] += slot.requests
+                    errors[i] += slot.errors
+                points = tuple(
+                    LatencyPoint(
+                        start_s=(first_epoch + i * slots_per_step) * SLOT_SECONDS,
+                        requests=requests[i],
+                        errors=errors[i],
+                        p50_ms=histograms[i].quantile(0.50) * 1000.0,
+                        p99_ms=histograms[i].quantile(0.99) * 1000.0,
+                    )
+                    for i in range(steps)
+                )
+                result.append(
+                    LatencySeries(key[0], key[1], key[2], slots_per_step * SLOT_SECONDS, points)
+                )
+        return result
+
+    def window_between(
+        self, endpoint: str | None, start_s: float, end_s: float
+    ) -> list[VersionStatsRecord]:
+        """Figures per version of ``endpoint`` over the slots in [start_s, end_s).
+
+        What a rollout gate reads: exactly the time since its step began, not a
+        sliding window that still holds the previous step's traffic.
+        """
+        first_epoch = int(start_s // SLOT_SECONDS)
+        last_epoch = int(end_s // SLOT_SECONDS)
+        window = max(int(end_s - start_s), 1)
+        records: list[VersionStatsRecord] = []
+        with self._lock:
+            for key in sorted(self._series):
+                if endpoint and key[0] != endpoint:
+                    continue
+                series = self._series[key]
+                records.append(self._record(key, series, first_epoch, last_epoch, window))
+        return records
 
     def query(self, endpoint: str | None, window_s: int) -> list[VersionStatsRecord]:
         """Figures per version, sorted by (endpoint, model, version).
@@ -235,4 +385,5 @@ class StatsAggregator:
             p99_ms=histogram.quantile(0.99) * 1000.0,
             window_seconds=window_s,
             exemplar_trace_ids=tuple(slowest),
+            p999_ms=histogram.quantile(0.999) * 1000.0,
         )

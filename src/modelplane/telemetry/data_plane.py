@@ -20,12 +20,18 @@ its shape:
   to the ``BatchSpanProcessor`` s costs ~5 µs. So the Predict span is never a live,
   current span: nothing is attached to or detached from the context.
 - The stock OTLP encoder then costs ~85 µs of CPU per span on the export thread,
-  more than serving the request. So not every request becomes an exported span:
-  a caller's ``traceparent`` decides when one is sent (sampled flag honoured, as the
-  SDK's ParentBased sampler would); an untraced request is exported if it falls in
-  ``trace_sample_ratio`` (by trace id), or else if it is among the
-  ``slow_spans_per_interval`` slowest of its (endpoint, model, version, ok/failed)
-  in the current export interval: exactly the exemplars the control plane shows.
+  more than serving the request. So not every request becomes an exported span.
+  Every failed request and every request slower than ``slow_request_threshold_ms``
+  is exported (tail rules, decided once the request is over, which is possible
+  because the span is only built then); a caller's ``traceparent`` otherwise
+  decides (sampled flag honoured, as the SDK's ParentBased sampler would); an
+  untraced request is exported if it falls in ``trace_sample_ratio`` (by trace
+  id), or else if it is among the ``slow_spans_per_interval`` slowest of its
+  (endpoint, model, version, ok/failed) in the current export interval: exactly
+  the exemplars the control plane shows.
+- Span queues are bounded (``max_queue_size`` per export endpoint): an exporter
+  stuck on an unreachable collector never blocks a request; what does not fit is
+  dropped and counted in ``dropped_spans``.
 - Every request is recorded in the latency histogram (the SDK's ``record``, ~15 µs
   per metric reader), with attribute dicts cached per (endpoint, model, version,
   status).
@@ -37,6 +43,7 @@ processors.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
 import time
@@ -73,13 +80,17 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from modelplane.domain.errors import ModelplaneError
+from modelplane.telemetry.drift import INDEX_BOUNDS
 from modelplane.telemetry.histogram import BOUNDS_S
+from modelplane.telemetry.io_records import Arrays, IoRecorder
 from modelplane.telemetry.names import (
     ATTR_ENDPOINT,
     ATTR_MODEL,
     ATTR_PREDICTION_ID,
+    ATTR_ROUTE_REASON,
     ATTR_STATUS,
     ATTR_VERSION,
+    FEATURE_VALUE,
     PREDICT_DURATION,
     PREDICT_SPAN,
     RPC_METHOD,
@@ -88,6 +99,8 @@ from modelplane.telemetry.names import (
 from modelplane.telemetry.slowest import SlowestPerKey
 
 __all__ = ["DataPlaneTelemetry", "PredictObservation"]
+
+_log = logging.getLogger(__name__)
 
 OK = "OK"
 INTERNAL = "INTERNAL"
@@ -139,6 +152,7 @@ class PredictObservation:
         "_owner",
         "_parent",
         "_prediction_id",
+        "_route_reason",
         "_span_id",
         "_start_ns",
         "_status",
@@ -159,6 +173,7 @@ class PredictObservation:
         self._version = 0
         # Set by answered(); the span carries model/version/id only once it is.
         self._prediction_id = ""
+        self._route_reason = ""
         self._parent: SpanContext | None = None
         self._trace_id = INVALID_TRACE_ID
         self._span_id = INVALID_SPAN_ID
@@ -179,6 +194,19 @@ class PredictObservation:
         self._model = model
         self._version = version
         self._prediction_id = prediction_id
+
+    def record_io(self, inputs: Arrays, outputs: Arrays, route_reason: str = "") -> None:
+        """Hands the decoded inputs and the outputs over for feedback and drift.
+
+        Call after ``answered``. Cheap: the record is buffered and shipped later by
+        the drain thread; nothing here does I/O.
+        """
+        self._route_reason = route_reason
+        recorder = self._owner._io
+        if recorder is not None and self._prediction_id:
+            recorder.record(
+                self._endpoint, self._model, self._version, self._prediction_id, inputs, outputs
+            )
 
     def __enter__(self) -> PredictObservation:
         owner = self._owner
@@ -245,6 +273,11 @@ class DataPlaneTelemetry:
         clock_ns: Callable[[], int] = time.time_ns,
         slow_spans_per_interval: int = 5,
         trace_sample_ratio: float = 0.0,
+        slow_request_threshold_ms: float = 0.0,
+        max_queue_size: int = 2048,
+        export_timeout_s: float = 5.0,
+        record_predictions: bool = True,
+        drift_rows_per_interval: int = 16,
     ) -> None:
         if metric_export_interval_ms <= 0:
             raise ValueError(
@@ -252,7 +285,18 @@ class DataPlaneTelemetry:
             )
         if not 0.0 <= trace_sample_ratio <= 1.0:
             raise ValueError(f"trace_sample_ratio must be within [0, 1], got {trace_sample_ratio}")
+        if slow_request_threshold_ms < 0:
+            raise ValueError(
+                f"slow_request_threshold_ms must be >= 0 (0 turns it off), "
+                f"got {slow_request_threshold_ms}"
+            )
+        if max_queue_size < 1:
+            raise ValueError(f"max_queue_size must be >= 1, got {max_queue_size}")
         self._clock_ns = clock_ns
+        # 0 turns the rule off: every request would be "slow" otherwise.
+        self._slow_ns = int(slow_request_threshold_ms * 1e6) if slow_request_threshold_ms else -1
+        self._max_queue_size = max_queue_size
+        self._dropped_spans = 0
         # Same rule as the SDK's TraceIdRatioBased: the low 64 bits of the trace id
         # below a bound, so every service sampling at one ratio keeps the same traces.
         self._sample_bound = round(trace_sample_ratio * (1 << 64))
@@ -270,8 +314,10 @@ class DataPlaneTelemetry:
         processors: list[SpanProcessor] = []
         for endpoint in otlp_endpoints:
             processor = BatchSpanProcessor(
-                OTLPSpanExporter(endpoint=endpoint, insecure=True),
+                OTLPSpanExporter(endpoint=endpoint, insecure=True, timeout=export_timeout_s),
                 schedule_delay_millis=metric_export_interval_ms,
+                max_queue_size=max_queue_size,
+                max_export_batch_size=min(512, max_queue_size),
             )
             self._tracer_provider.add_span_processor(processor)
             processors.append(processor)
@@ -286,7 +332,10 @@ class DataPlaneTelemetry:
         readers = [
             PeriodicExportingMetricReader(
                 OTLPMetricExporter(
-                    endpoint=endpoint, insecure=True, preferred_temporality=temporality
+                    endpoint=endpoint,
+                    insecure=True,
+                    preferred_temporality=temporality,
+                    timeout=export_timeout_s,
                 ),
                 export_interval_millis=metric_export_interval_ms,
             )
@@ -299,13 +348,32 @@ class DataPlaneTelemetry:
                 View(
                     instrument_name=PREDICT_DURATION,
                     aggregation=ExplicitBucketHistogramAggregation(boundaries=BOUNDS_S),
-                )
+                ),
+                View(
+                    instrument_name=FEATURE_VALUE,
+                    aggregation=ExplicitBucketHistogramAggregation(boundaries=INDEX_BOUNDS),
+                ),
             ],
             shutdown_on_exit=False,
         )
         self._histogram = self._meter_provider.get_meter(INSTRUMENTATION_NAME).create_histogram(
             PREDICT_DURATION, unit="s", description="Predict latency as the replica saw it"
         )
+        # Prediction records go to the control plane only (the first endpoint): they
+        # feed feedback there and mean nothing to a generic collector.
+        self._io: IoRecorder | None = None
+        if otlp_endpoints and (record_predictions or drift_rows_per_interval > 0):
+            self._io = IoRecorder(
+                {SERVICE_NAME: service_name, SERVICE_INSTANCE_ID: replica_id},
+                self._meter_provider.get_meter(INSTRUMENTATION_NAME).create_histogram(
+                    FEATURE_VALUE, description="Sampled input features and outputs, for drift"
+                )
+                if drift_rows_per_interval > 0
+                else None,
+                otlp_endpoints[0] if record_predictions else None,
+                drift_rows_per_interval=drift_rows_per_interval,
+                export_timeout_s=export_timeout_s,
+            )
         self._propagator = TraceContextTextMapPropagator()
         self._attribute_cache: dict[tuple[str, str, int, str], MetricAttributes] = {}
         self._closed = False
@@ -348,6 +416,11 @@ class DataPlaneTelemetry:
 
     def _finished(self, observation: PredictObservation, duration_ns: int) -> None:
         """Exports the request's span now, keeps it as a slow candidate, or drops it."""
+        if observation._status != OK or duration_ns > self._slow_ns >= 0:
+            # Tail rules first: an error or a slow request is what an SRE looks for,
+            # whatever the caller's sampling decision was.
+            self._emit(observation)
+            return
         parent = observation._parent
         if parent is not None:
             if parent.trace_flags.sampled:
@@ -376,6 +449,8 @@ class DataPlaneTelemetry:
             attributes[ATTR_MODEL] = observation._model
             attributes[ATTR_VERSION] = observation._version
             attributes[ATTR_PREDICTION_ID] = observation._prediction_id
+        if observation._route_reason:
+            attributes[ATTR_ROUTE_REASON] = observation._route_reason
         status = _UNSET
         if observation._status != OK:
             attributes[ATTR_STATUS] = observation._status
@@ -401,7 +476,17 @@ class DataPlaneTelemetry:
             instrumentation_scope=self._scope,
         )
         for processor in self._span_processors:
+            if _queue_length(processor) >= self._max_queue_size:
+                # The SDK would drop it too (and only log); counted here so the
+                # loss is visible. The queue is full when an exporter is stuck.
+                self._dropped_spans += 1
+                continue
             processor.on_end(span)
+
+    @property
+    def dropped_spans(self) -> int:
+        """Spans not exported because an endpoint's queue was full (since start)."""
+        return self._dropped_spans
 
     def _drain_slowest(self) -> None:
         for observation in self._slowest.drain():
@@ -412,6 +497,20 @@ class DataPlaneTelemetry:
         # the same batch as that interval's metrics.
         while not self._stop.wait(self._interval_s):
             self._drain_slowest()
+            self._drain_io()
+
+    def _drain_io(self) -> None:
+        if self._io is not None:
+            try:
+                self._io.drain()
+            except Exception:
+                # The drain thread must survive anything a payload does to it.
+                _log.exception("shipping prediction records / drift samples failed")
+
+    @property
+    def dropped_predictions(self) -> int:
+        """Prediction records not delivered (buffer full or control plane unreachable)."""
+        return self._io.dropped_predictions if self._io is not None else 0
 
     def _metric_attributes(
         self, endpoint: str, model: str, version: int, status: str
@@ -433,6 +532,7 @@ class DataPlaneTelemetry:
     def force_flush(self, timeout_ms: int = 10_000) -> bool:
         """Exports what is pending now; True if both signals made it in time."""
         self._drain_slowest()
+        self._drain_io()
         spans = self._tracer_provider.force_flush(timeout_ms)
         metrics = self._meter_provider.force_flush(timeout_ms)
         return bool(spans) and bool(metrics)
@@ -445,6 +545,9 @@ class DataPlaneTelemetry:
         self._stop.set()
         self._drainer.join()
         self._drain_slowest()
+        self._drain_io()
+        if self._io is not None:
+            self._io.close()
         self._tracer_provider.shutdown()
         self._meter_provider.shutdown()
 
@@ -468,3 +571,13 @@ def _exception_event(error: BaseException, timestamp_ns: int) -> Event:
         },
         timestamp=timestamp_ns,
     )
+
+
+def _queue_length(processor: SpanProcessor) -> int:
+    """Spans waiting in a BatchSpanProcessor's bounded queue (0 if it has none).
+
+    The SDK keeps the queue private; reading its length is a cheap O(1) ``len``.
+    """
+    batch = getattr(processor, "_batch_processor", None)
+    queue = getattr(batch, "_queue", None)
+    return len(queue) if queue is not None else 0

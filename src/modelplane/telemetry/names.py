@@ -14,3 +14,12 @@ ATTR_MODEL = "modelplane.model"
 ATTR_VERSION = "modelplane.version"
 ATTR_PREDICTION_ID = "modelplane.prediction_id"
 ATTR_STATUS = "modelplane.status"
+ATTR_ROUTE_REASON = "modelplane.route_reason"
+
+# Histogram of sampled input feature / output values, over ``drift.DRIFT_BOUNDS``.
+FEATURE_VALUE = "modelplane.feature.value"
+# Which input feature (``input:x[3]``) or output (``output:y[0]``) a value is.
+ATTR_FEATURE = "modelplane.feature"
+
+# OTLP log records carrying a batch of prediction records (JSON lines in the body).
+PREDICTIONS_EVENT = "modelplane.predictions"

@@ -10,12 +10,17 @@ to any collector at once. Only what the aggregator needs is read:
 - traces: spans carrying ``modelplane.endpoint``, offered as exemplars (the slowest
   requests' trace ids).
 
+- metrics: the ``modelplane.feature.value`` histograms, fed to the drift tracker;
+- logs: records named ``modelplane.predictions`` (a JSON list of prediction
+  records in the body), stored for feedback.
+
 Everything else is accepted and ignored, as a collector with no pipeline for it would.
 Malformed points are counted in ``partial_success`` rather than failing the batch.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -23,6 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2,
     metrics_service_pb2_grpc,
@@ -33,12 +39,17 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from modelplane.telemetry.aggregator import StatsAggregator
 from modelplane.telemetry.cumulative import CumulativeToDelta
+from modelplane.telemetry.drift import INDEX_BOUNDS, DriftTracker
+from modelplane.telemetry.feedback import PredictionRecord, PredictionStore, record_from_json
 from modelplane.telemetry.names import (
     ATTR_ENDPOINT,
+    ATTR_FEATURE,
     ATTR_MODEL,
     ATTR_STATUS,
     ATTR_VERSION,
+    FEATURE_VALUE,
     PREDICT_DURATION,
+    PREDICTIONS_EVENT,
 )
 
 log = logging.getLogger(__name__)
@@ -80,9 +91,13 @@ def _as_int(value: Any) -> int:
 
 class MetricsReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):
     def __init__(
-        self, aggregator: StatsAggregator, clock: Callable[[], float] = time.time
+        self,
+        aggregator: StatsAggregator,
+        clock: Callable[[], float] = time.time,
+        drift: DriftTracker | None = None,
     ) -> None:
         self._aggregator = aggregator
+        self._drift = drift
         # The converter's state is shared by every export thread.
         self._lock = threading.Lock()
         self._cumulative = CumulativeToDelta(clock)
@@ -98,6 +113,12 @@ class MetricsReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):
             resource_key: AttrKey | None = None
             for scope_metrics in resource_metrics.scope_metrics:
                 for metric in scope_metrics.metrics:
+                    if metric.name == FEATURE_VALUE:
+                        bad, error = self._take_feature(metric)
+                        rejected += bad
+                        if error:
+                            errors.append(error)
+                        continue
                     if metric.name != PREDICT_DURATION:
                         continue
                     if resource_key is None:
@@ -113,6 +134,35 @@ class MetricsReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):
             response.partial_success.rejected_data_points = rejected
             response.partial_success.error_message = "; ".join(errors[:5])
         return response
+
+    def _take_feature(self, metric: metrics_pb2.Metric) -> tuple[int, str]:
+        """Feeds sampled feature histograms (DELTA, bin indices) to the drift tracker."""
+        if self._drift is None or metric.WhichOneof("data") != "histogram":
+            return 0, ""
+        points = metric.histogram.data_points
+        if metric.histogram.aggregation_temporality != _DELTA:
+            return len(points), f"{metric.name}: expected DELTA temporality"
+        rejected = 0
+        error = ""
+        for point in points:
+            if tuple(point.explicit_bounds) != INDEX_BOUNDS:
+                rejected += 1
+                error = f"{metric.name}: explicit_bounds must be the drift index bounds"
+                continue
+            attrs = attributes(point.attributes)
+            try:
+                self._drift.add(
+                    str(attrs.get(ATTR_ENDPOINT) or ""),
+                    str(attrs.get(ATTR_MODEL) or ""),
+                    _as_int(attrs.get(ATTR_VERSION)),
+                    str(attrs.get(ATTR_FEATURE) or ""),
+                    list(point.bucket_counts),
+                    point.time_unix_nano / 1e9,
+                )
+            except ValueError as exc:
+                rejected += 1
+                error = f"{metric.name}: {exc}"
+        return rejected, error
 
     def _take_metric(self, resource_key: AttrKey, metric: metrics_pb2.Metric) -> tuple[int, str]:
         """Feeds one metric's points; returns (points rejected, why)."""
@@ -215,11 +265,57 @@ class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
         return response
 
 
-def add_otlp_receivers(server: grpc.Server, aggregator: StatsAggregator) -> None:
-    """Serves OTLP traces and metrics on ``server``, feeding ``aggregator``."""
+class LogsReceiver(logs_service_pb2_grpc.LogsServiceServicer):
+    """Stores the prediction records replicas ship, for feedback to join later."""
+
+    def __init__(self, predictions: PredictionStore | None) -> None:
+        self._predictions = predictions
+
+    def Export(
+        self,
+        request: logs_service_pb2.ExportLogsServiceRequest,
+        context: grpc.ServicerContext,
+    ) -> logs_service_pb2.ExportLogsServiceResponse:
+        rejected = 0
+        error = ""
+        records: list[PredictionRecord] = []
+        for resource_logs in request.resource_logs:
+            for scope_logs in resource_logs.scope_logs:
+                for log_record in scope_logs.log_records:
+                    if log_record.event_name != PREDICTIONS_EVENT:
+                        continue
+                    try:
+                        body = log_record.body.bytes_value or log_record.body.string_value
+                        batch = json.loads(body)
+                        if not isinstance(batch, list):
+                            raise ValueError("body must be a JSON list of prediction records")
+                        records.extend(record_from_json(item) for item in batch)
+                    except (ValueError, TypeError, AttributeError) as exc:
+                        rejected += 1
+                        error = f"{PREDICTIONS_EVENT}: {exc}"[:300]
+        if records and self._predictions is not None:
+            self._predictions.put_many(records)
+        response = logs_service_pb2.ExportLogsServiceResponse()
+        if rejected:
+            response.partial_success.rejected_log_records = rejected
+            response.partial_success.error_message = error
+        return response
+
+
+def add_otlp_receivers(
+    server: grpc.Server,
+    aggregator: StatsAggregator,
+    drift: DriftTracker | None = None,
+    predictions: PredictionStore | None = None,
+) -> None:
+    """Serves OTLP traces, metrics and logs on ``server``, feeding ``aggregator``
+    (and the drift tracker and prediction store when given)."""
     # The generated registration functions carry no annotations.
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        MetricsReceiver(aggregator), server
+        MetricsReceiver(aggregator, drift=drift), server
+    )
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        LogsReceiver(predictions), server
     )
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
         TraceReceiver(aggregator), server

@@ -25,19 +25,21 @@ _sym_db = _symbol_database.Default()
 from modelplane.v1 import tensor_pb2 as modelplane_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmodelplane/v1/inference.proto\x12\rmodelplane.v1\x1a\x1amodelplane/v1/tensor.proto\"D\n\x08ModelRef\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\x07version\x18\x02 \x01(\x03H\x00\x12\x0f\n\x05\x61lias\x18\x03 \x01(\tH\x00\x42\x05\n\x03ref\"\x95\x01\n\x0ePredictRequest\x12\x12\n\x08\x65ndpoint\x18\x01 \x01(\tH\x00\x12(\n\x05model\x18\x02 \x01(\x0b\x32\x17.modelplane.v1.ModelRefH\x00\x12%\n\x06inputs\x18\x03 \x03(\x0b\x32\x15.modelplane.v1.Tensor\x12\x14\n\x0coutput_names\x18\x04 \x03(\tB\x08\n\x06target\"\x82\x01\n\x0fPredictResponse\x12&\n\x07outputs\x18\x01 \x03(\x0b\x32\x15.modelplane.v1.Tensor\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x15\n\rprediction_id\x18\x05 \x01(\t2\\\n\x10InferenceService\x12H\n\x07Predict\x12\x1d.modelplane.v1.PredictRequest\x1a\x1e.modelplane.v1.PredictResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmodelplane/v1/inference.proto\x12\rmodelplane.v1\x1a\x1amodelplane/v1/tensor.proto\"D\n\x08ModelRef\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\x07version\x18\x02 \x01(\x03H\x00\x12\x0f\n\x05\x61lias\x18\x03 \x01(\tH\x00\x42\x05\n\x03ref\"\x95\x01\n\x0ePredictRequest\x12\x12\n\x08\x65ndpoint\x18\x01 \x01(\tH\x00\x12(\n\x05model\x18\x02 \x01(\x0b\x32\x17.modelplane.v1.ModelRefH\x00\x12%\n\x06inputs\x18\x03 \x03(\x0b\x32\x15.modelplane.v1.Tensor\x12\x14\n\x0coutput_names\x18\x04 \x03(\tB\x08\n\x06target\"\xb4\x01\n\x0fPredictResponse\x12&\n\x07outputs\x18\x01 \x03(\x0b\x32\x15.modelplane.v1.Tensor\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x15\n\rprediction_id\x18\x05 \x01(\t\x12\x30\n\x0croute_reason\x18\x06 \x01(\x0e\x32\x1a.modelplane.v1.RouteReason*\xaa\x01\n\x0bRouteReason\x12\x1c\n\x18ROUTE_REASON_UNSPECIFIED\x10\x00\x12\x17\n\x13ROUTE_REASON_WEIGHT\x10\x01\x12\x17\n\x13ROUTE_REASON_STICKY\x10\x02\x12\x17\n\x13ROUTE_REASON_SHADOW\x10\x03\x12\x19\n\x15ROUTE_REASON_FALLBACK\x10\x04\x12\x17\n\x13ROUTE_REASON_PINNED\x10\x05\x32\\\n\x10InferenceService\x12H\n\x07Predict\x12\x1d.modelplane.v1.PredictRequest\x1a\x1e.modelplane.v1.PredictResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelplane.v1.inference_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ROUTEREASON']._serialized_start=482
+  _globals['_ROUTEREASON']._serialized_end=652
   _globals['_MODELREF']._serialized_start=76
   _globals['_MODELREF']._serialized_end=144
   _globals['_PREDICTREQUEST']._serialized_start=147
   _globals['_PREDICTREQUEST']._serialized_end=296
   _globals['_PREDICTRESPONSE']._serialized_start=299
-  _globals['_PREDICTRESPONSE']._serialized_end=429
-  _globals['_INFERENCESERVICE']._serialized_start=431
-  _globals['_INFERENCESERVICE']._serialized_end=523
+  _globals['_PREDICTRESPONSE']._serialized_end=479
+  _globals['_INFERENCESERVICE']._serialized_start=654
+  _globals['_INFERENCESERVICE']._serialized_end=746
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from modelplane.v1 import tensor_pb2 as _tensor_pb2
 import builtins as _builtins
 import sys
@@ -18,6 +19,43 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _RouteReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RouteReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RouteReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ROUTE_REASON_UNSPECIFIED: _RouteReason.ValueType  # 0
+    ROUTE_REASON_WEIGHT: _RouteReason.ValueType  # 1
+    """Drawn by the route's weights."""
+    ROUTE_REASON_STICKY: _RouteReason.ValueType  # 2
+    """Assigned by the request key (metadata x-modelplane-key, or the route's
+    sticky input) through consistent hashing.
+    """
+    ROUTE_REASON_SHADOW: _RouteReason.ValueType  # 3
+    """A mirrored copy (spans of shadow runs only; never in a response)."""
+    ROUTE_REASON_FALLBACK: _RouteReason.ValueType  # 4
+    """The picked version failed; the route's fallback answered."""
+    ROUTE_REASON_PINNED: _RouteReason.ValueType  # 5
+    """The request named a model directly."""
+
+class RouteReason(_RouteReason, metaclass=_RouteReasonEnumTypeWrapper): ...
+
+ROUTE_REASON_UNSPECIFIED: RouteReason.ValueType  # 0
+ROUTE_REASON_WEIGHT: RouteReason.ValueType  # 1
+"""Drawn by the route's weights."""
+ROUTE_REASON_STICKY: RouteReason.ValueType  # 2
+"""Assigned by the request key (metadata x-modelplane-key, or the route's
+sticky input) through consistent hashing.
+"""
+ROUTE_REASON_SHADOW: RouteReason.ValueType  # 3
+"""A mirrored copy (spans of shadow runs only; never in a response)."""
+ROUTE_REASON_FALLBACK: RouteReason.ValueType  # 4
+"""The picked version failed; the route's fallback answered."""
+ROUTE_REASON_PINNED: RouteReason.ValueType  # 5
+"""The request named a model directly."""
+Global___RouteReason: _TypeAlias = RouteReason  # noqa: Y015
 
 @_typing.final
 class ModelRef(_message.Message):
@@ -92,12 +130,15 @@ class PredictResponse(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     PREDICTION_ID_FIELD_NUMBER: _builtins.int
+    ROUTE_REASON_FIELD_NUMBER: _builtins.int
     endpoint: _builtins.str
     """Who answered: empty endpoint when the request named a model directly."""
     model: _builtins.str
     version: _builtins.int
     prediction_id: _builtins.str
     """Unique per request; recorded in the request's span."""
+    route_reason: Global___RouteReason.ValueType
+    """Why this version answered."""
     @_builtins.property
     def outputs(self) -> _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]: ...
     def __init__(
@@ -108,10 +149,11 @@ class PredictResponse(_message.Message):
         model: _builtins.str = ...,
         version: _builtins.int = ...,
         prediction_id: _builtins.str = ...,
+        route_reason: Global___RouteReason.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "model", b"model", "outputs", b"outputs", "prediction_id", b"prediction_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "model", b"model", "outputs", b"outputs", "prediction_id", b"prediction_id", "route_reason", b"route_reason", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,29 +25,39 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmodelplane/v1/routing.proto\x12\rmodelplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"W\n\x0bRouteTarget\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\x07version\x18\x02 \x01(\x03H\x00\x12\x0f\n\x05\x61lias\x18\x03 \x01(\tH\x00\x12\x0e\n\x06weight\x18\x04 \x01(\rB\x05\n\x03ref\"\x88\x01\n\x05Route\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12+\n\x07targets\x18\x02 \x03(\x0b\x32\x1a.modelplane.v1.RouteTarget\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12.\n\nupdated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"k\n\x0fSetRouteRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12+\n\x07targets\x18\x02 \x03(\x0b\x32\x1a.modelplane.v1.RouteTarget\x12\x19\n\x11\x65xpected_revision\x18\x03 \x01(\x03\"#\n\x0fGetRouteRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\"\x13\n\x11ListRoutesRequest\":\n\x12ListRoutesResponse\x12$\n\x06routes\x18\x01 \x03(\x0b\x32\x14.modelplane.v1.Route\"A\n\x12\x44\x65leteRouteRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x19\n\x11\x65xpected_revision\x18\x02 \x01(\x03\"\x15\n\x13\x44\x65leteRouteResponse2\xbd\x02\n\x0eRoutingService\x12@\n\x08SetRoute\x12\x1e.modelplane.v1.SetRouteRequest\x1a\x14.modelplane.v1.Route\x12@\n\x08GetRoute\x12\x1e.modelplane.v1.GetRouteRequest\x1a\x14.modelplane.v1.Route\x12Q\n\nListRoutes\x12 .modelplane.v1.ListRoutesRequest\x1a!.modelplane.v1.ListRoutesResponse\x12T\n\x0b\x44\x65leteRoute\x12!.modelplane.v1.DeleteRouteRequest\x1a\".modelplane.v1.DeleteRouteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmodelplane/v1/routing.proto\x12\rmodelplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x01\n\x0bRouteTarget\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\x07version\x18\x02 \x01(\x03H\x00\x12\x0f\n\x05\x61lias\x18\x03 \x01(\tH\x00\x12\x0e\n\x06weight\x18\x04 \x01(\r\x12\x16\n\x0emax_batch_size\x18\x05 \x01(\r\x12\x13\n\x0bmax_wait_us\x18\x06 \x01(\rB\x05\n\x03ref\"Y\n\x0cShadowTarget\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\x07version\x18\x02 \x01(\x03H\x00\x12\x0f\n\x05\x61lias\x18\x03 \x01(\tH\x00\x12\x0f\n\x07percent\x18\x04 \x01(\x01\x42\x05\n\x03ref\"\xfa\x01\n\x05Route\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12+\n\x07targets\x18\x02 \x03(\x0b\x32\x1a.modelplane.v1.RouteTarget\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12.\n\nupdated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x07shadows\x18\x05 \x03(\x0b\x32\x1b.modelplane.v1.ShadowTarget\x12,\n\x08\x66\x61llback\x18\x06 \x01(\x0b\x32\x1a.modelplane.v1.RouteTarget\x12\x14\n\x0csticky_input\x18\x07 \x01(\t\"\xdd\x01\n\x0fSetRouteRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12+\n\x07targets\x18\x02 \x03(\x0b\x32\x1a.modelplane.v1.RouteTarget\x12\x19\n\x11\x65xpected_revision\x18\x03 \x01(\x03\x12,\n\x07shadows\x18\x04 \x03(\x0b\x32\x1b.modelplane.v1.ShadowTarget\x12,\n\x08\x66\x61llback\x18\x05 \x01(\x0b\x32\x1a.modelplane.v1.RouteTarget\x12\x14\n\x0csticky_input\x18\x06 \x01(\t\">\n\x0fRollbackRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x19\n\x11\x65xpected_revision\x18\x02 \x01(\x03\")\n\x15GetShadowStatsRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\"\xee\x01\n\x0bShadowStats\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x15\n\rprimary_model\x18\x02 \x01(\t\x12\x17\n\x0fprimary_version\x18\x03 \x01(\x03\x12\x14\n\x0cshadow_model\x18\x04 \x01(\t\x12\x16\n\x0eshadow_version\x18\x05 \x01(\x03\x12\x10\n\x08\x63ompared\x18\x06 \x01(\x04\x12\x0e\n\x06\x61greed\x18\x07 \x01(\x04\x12\x0e\n\x06\x65rrors\x18\x08 \x01(\x04\x12\x15\n\rmean_abs_diff\x18\t \x01(\x01\x12\x14\n\x0cmax_abs_diff\x18\n \x01(\x01\x12\x10\n\x08replicas\x18\x0b \x01(\r\"C\n\x16GetShadowStatsResponse\x12)\n\x05stats\x18\x01 \x03(\x0b\x32\x1a.modelplane.v1.ShadowStats\"#\n\x0fGetRouteRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\"\x13\n\x11ListRoutesRequest\":\n\x12ListRoutesResponse\x12$\n\x06routes\x18\x01 \x03(\x0b\x32\x14.modelplane.v1.Route\"A\n\x12\x44\x65leteRouteRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x19\n\x11\x65xpected_revision\x18\x02 \x01(\x03\"\x15\n\x13\x44\x65leteRouteResponse2\xde\x03\n\x0eRoutingService\x12@\n\x08SetRoute\x12\x1e.modelplane.v1.SetRouteRequest\x1a\x14.modelplane.v1.Route\x12@\n\x08GetRoute\x12\x1e.modelplane.v1.GetRouteRequest\x1a\x14.modelplane.v1.Route\x12Q\n\nListRoutes\x12 .modelplane.v1.ListRoutesRequest\x1a!.modelplane.v1.ListRoutesResponse\x12T\n\x0b\x44\x65leteRoute\x12!.modelplane.v1.DeleteRouteRequest\x1a\".modelplane.v1.DeleteRouteResponse\x12@\n\x08Rollback\x12\x1e.modelplane.v1.RollbackRequest\x1a\x14.modelplane.v1.Route\x12]\n\x0eGetShadowStats\x12$.modelplane.v1.GetShadowStatsRequest\x1a%.modelplane.v1.GetShadowStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelplane.v1.routing_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROUTETARGET']._serialized_start=79
-  _globals['_ROUTETARGET']._serialized_end=166
-  _globals['_ROUTE']._serialized_start=169
-  _globals['_ROUTE']._serialized_end=305
-  _globals['_SETROUTEREQUEST']._serialized_start=307
-  _globals['_SETROUTEREQUEST']._serialized_end=414
-  _globals['_GETROUTEREQUEST']._serialized_start=416
-  _globals['_GETROUTEREQUEST']._serialized_end=451
-  _globals['_LISTROUTESREQUEST']._serialized_start=453
-  _globals['_LISTROUTESREQUEST']._serialized_end=472
-  _globals['_LISTROUTESRESPONSE']._serialized_start=474
-  _globals['_LISTROUTESRESPONSE']._serialized_end=532
-  _globals['_DELETEROUTEREQUEST']._serialized_start=534
-  _globals['_DELETEROUTEREQUEST']._serialized_end=599
-  _globals['_DELETEROUTERESPONSE']._serialized_start=601
-  _globals['_DELETEROUTERESPONSE']._serialized_end=622
-  _globals['_ROUTINGSERVICE']._serialized_start=625
-  _globals['_ROUTINGSERVICE']._serialized_end=942
+  _globals['_ROUTETARGET']._serialized_start=80
+  _globals['_ROUTETARGET']._serialized_end=212
+  _globals['_SHADOWTARGET']._serialized_start=214
+  _globals['_SHADOWTARGET']._serialized_end=303
+  _globals['_ROUTE']._serialized_start=306
+  _globals['_ROUTE']._serialized_end=556
+  _globals['_SETROUTEREQUEST']._serialized_start=559
+  _globals['_SETROUTEREQUEST']._serialized_end=780
+  _globals['_ROLLBACKREQUEST']._serialized_start=782
+  _globals['_ROLLBACKREQUEST']._serialized_end=844
+  _globals['_GETSHADOWSTATSREQUEST']._serialized_start=846
+  _globals['_GETSHADOWSTATSREQUEST']._serialized_end=887
+  _globals['_SHADOWSTATS']._serialized_start=890
+  _globals['_SHADOWSTATS']._serialized_end=1128
+  _globals['_GETSHADOWSTATSRESPONSE']._serialized_start=1130
+  _globals['_GETSHADOWSTATSRESPONSE']._serialized_end=1197
+  _globals['_GETROUTEREQUEST']._serialized_start=1199
+  _globals['_GETROUTEREQUEST']._serialized_end=1234
+  _globals['_LISTROUTESREQUEST']._serialized_start=1236
+  _globals['_LISTROUTESREQUEST']._serialized_end=1255
+  _globals['_LISTROUTESRESPONSE']._serialized_start=1257
+  _globals['_LISTROUTESRESPONSE']._serialized_end=1315
+  _globals['_DELETEROUTEREQUEST']._serialized_start=1317
+  _globals['_DELETEROUTEREQUEST']._serialized_end=1382
+  _globals['_DELETEROUTERESPONSE']._serialized_start=1384
+  _globals['_DELETEROUTERESPONSE']._serialized_end=1405
+  _globals['_ROUTINGSERVICE']._serialized_start=1408
+  _globals['_ROUTINGSERVICE']._serialized_end=1886
 # @@protoc_insertion_point(module_scope)

@@ -27,11 +27,19 @@ class RouteTarget(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     ALIAS_FIELD_NUMBER: _builtins.int
     WEIGHT_FIELD_NUMBER: _builtins.int
+    MAX_BATCH_SIZE_FIELD_NUMBER: _builtins.int
+    MAX_WAIT_US_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     version: _builtins.int
     alias: _builtins.str
     weight: _builtins.int
     """Relative share of traffic; weights of a route need not sum to 100."""
+    max_batch_size: _builtins.int
+    """Dynamic batching of this version on the replicas: the most requests
+    stacked into one run (0: the replica's default; 1: off) and how long a
+    request may wait for company, in microseconds, once others are queued.
+    """
+    max_wait_us: _builtins.int
     def __init__(
         self,
         *,
@@ -39,16 +47,52 @@ class RouteTarget(_message.Message):
         version: _builtins.int = ...,
         alias: _builtins.str = ...,
         weight: _builtins.int = ...,
+        max_batch_size: _builtins.int = ...,
+        max_wait_us: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "ref", b"ref", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "model", b"model", "ref", b"ref", "version", b"version", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "max_batch_size", b"max_batch_size", "max_wait_us", b"max_wait_us", "model", b"model", "ref", b"ref", "version", b"version", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_ref: _TypeAlias = _typing.Literal["version", "alias"]  # noqa: Y015
     _WhichOneofArgType_ref: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_ref) -> _WhichOneofReturnType_ref | None: ...
 
 Global___RouteTarget: _TypeAlias = RouteTarget  # noqa: Y015
+
+@_typing.final
+class ShadowTarget(_message.Message):
+    """A version that receives a copy of `percent` % of the endpoint's requests;
+    its answers are compared with the primary's and never returned.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    ALIAS_FIELD_NUMBER: _builtins.int
+    PERCENT_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    version: _builtins.int
+    alias: _builtins.str
+    percent: _builtins.float
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        version: _builtins.int = ...,
+        alias: _builtins.str = ...,
+        percent: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "ref", b"ref", "version", b"version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "model", b"model", "percent", b"percent", "ref", b"ref", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_ref: _TypeAlias = _typing.Literal["version", "alias"]  # noqa: Y015
+    _WhichOneofArgType_ref: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_ref) -> _WhichOneofReturnType_ref | None: ...
+
+Global___ShadowTarget: _TypeAlias = ShadowTarget  # noqa: Y015
 
 @_typing.final
 class Route(_message.Message):
@@ -58,13 +102,24 @@ class Route(_message.Message):
     TARGETS_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    SHADOWS_FIELD_NUMBER: _builtins.int
+    FALLBACK_FIELD_NUMBER: _builtins.int
+    STICKY_INPUT_FIELD_NUMBER: _builtins.int
     endpoint: _builtins.str
     revision: _builtins.int
     """Increases by one with every change; starts at 1."""
+    sticky_input: _builtins.str
+    """Requests without an x-modelplane-key are assigned by this input's value."""
     @_builtins.property
     def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___RouteTarget]: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def shadows(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShadowTarget]: ...
+    @_builtins.property
+    def fallback(self) -> Global___RouteTarget:
+        """Answers when the picked version fails (its weight is ignored)."""
+
     def __init__(
         self,
         *,
@@ -72,10 +127,13 @@ class Route(_message.Message):
         targets: _abc.Iterable[Global___RouteTarget] | None = ...,
         revision: _builtins.int = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        shadows: _abc.Iterable[Global___ShadowTarget] | None = ...,
+        fallback: Global___RouteTarget | None = ...,
+        sticky_input: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fallback", b"fallback", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "revision", b"revision", "targets", b"targets", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "fallback", b"fallback", "revision", b"revision", "shadows", b"shadows", "sticky_input", b"sticky_input", "targets", b"targets", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -88,24 +146,152 @@ class SetRouteRequest(_message.Message):
     ENDPOINT_FIELD_NUMBER: _builtins.int
     TARGETS_FIELD_NUMBER: _builtins.int
     EXPECTED_REVISION_FIELD_NUMBER: _builtins.int
+    SHADOWS_FIELD_NUMBER: _builtins.int
+    FALLBACK_FIELD_NUMBER: _builtins.int
+    STICKY_INPUT_FIELD_NUMBER: _builtins.int
     endpoint: _builtins.str
     expected_revision: _builtins.int
+    sticky_input: _builtins.str
     @_builtins.property
     def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___RouteTarget]: ...
+    @_builtins.property
+    def shadows(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShadowTarget]: ...
+    @_builtins.property
+    def fallback(self) -> Global___RouteTarget: ...
     def __init__(
         self,
         *,
         endpoint: _builtins.str = ...,
         targets: _abc.Iterable[Global___RouteTarget] | None = ...,
         expected_revision: _builtins.int = ...,
+        shadows: _abc.Iterable[Global___ShadowTarget] | None = ...,
+        fallback: Global___RouteTarget | None = ...,
+        sticky_input: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fallback", b"fallback"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "expected_revision", b"expected_revision", "targets", b"targets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "expected_revision", b"expected_revision", "fallback", b"fallback", "shadows", b"shadows", "sticky_input", b"sticky_input", "targets", b"targets"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetRouteRequest: _TypeAlias = SetRouteRequest  # noqa: Y015
+
+@_typing.final
+class RollbackRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    EXPECTED_REVISION_FIELD_NUMBER: _builtins.int
+    endpoint: _builtins.str
+    expected_revision: _builtins.int
+    """0: whatever the current revision is."""
+    def __init__(
+        self,
+        *,
+        endpoint: _builtins.str = ...,
+        expected_revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "expected_revision", b"expected_revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RollbackRequest: _TypeAlias = RollbackRequest  # noqa: Y015
+
+@_typing.final
+class GetShadowStatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    endpoint: _builtins.str
+    """Empty: every endpoint."""
+    def __init__(
+        self,
+        *,
+        endpoint: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetShadowStatsRequest: _TypeAlias = GetShadowStatsRequest  # noqa: Y015
+
+@_typing.final
+class ShadowStats(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    PRIMARY_MODEL_FIELD_NUMBER: _builtins.int
+    PRIMARY_VERSION_FIELD_NUMBER: _builtins.int
+    SHADOW_MODEL_FIELD_NUMBER: _builtins.int
+    SHADOW_VERSION_FIELD_NUMBER: _builtins.int
+    COMPARED_FIELD_NUMBER: _builtins.int
+    AGREED_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    MEAN_ABS_DIFF_FIELD_NUMBER: _builtins.int
+    MAX_ABS_DIFF_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    endpoint: _builtins.str
+    primary_model: _builtins.str
+    primary_version: _builtins.int
+    shadow_model: _builtins.str
+    shadow_version: _builtins.int
+    compared: _builtins.int
+    """Requests mirrored and compared."""
+    agreed: _builtins.int
+    """Comparisons whose outputs matched (within rtol 1e-4, atol 1e-5)."""
+    errors: _builtins.int
+    """Shadow runs that failed (not compared)."""
+    mean_abs_diff: _builtins.float
+    """Mean over comparisons of the mean absolute output difference."""
+    max_abs_diff: _builtins.float
+    replicas: _builtins.int
+    """Live replicas that contributed."""
+    def __init__(
+        self,
+        *,
+        endpoint: _builtins.str = ...,
+        primary_model: _builtins.str = ...,
+        primary_version: _builtins.int = ...,
+        shadow_model: _builtins.str = ...,
+        shadow_version: _builtins.int = ...,
+        compared: _builtins.int = ...,
+        agreed: _builtins.int = ...,
+        errors: _builtins.int = ...,
+        mean_abs_diff: _builtins.float = ...,
+        max_abs_diff: _builtins.float = ...,
+        replicas: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreed", b"agreed", "compared", b"compared", "endpoint", b"endpoint", "errors", b"errors", "max_abs_diff", b"max_abs_diff", "mean_abs_diff", b"mean_abs_diff", "primary_model", b"primary_model", "primary_version", b"primary_version", "replicas", b"replicas", "shadow_model", b"shadow_model", "shadow_version", b"shadow_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShadowStats: _TypeAlias = ShadowStats  # noqa: Y015
+
+@_typing.final
+class GetShadowStatsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stats(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShadowStats]: ...
+    def __init__(
+        self,
+        *,
+        stats: _abc.Iterable[Global___ShadowStats] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetShadowStatsResponse: _TypeAlias = GetShadowStatsResponse  # noqa: Y015
 
 @_typing.final
 class GetRouteRequest(_message.Message):

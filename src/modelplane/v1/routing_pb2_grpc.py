@@ -56,6 +56,16 @@ class RoutingServiceStub:
                 request_serializer=modelplane_dot_v1_dot_routing__pb2.DeleteRouteRequest.SerializeToString,
                 response_deserializer=modelplane_dot_v1_dot_routing__pb2.DeleteRouteResponse.FromString,
                 _registered_method=True)
+        self.Rollback = channel.unary_unary(
+                '/modelplane.v1.RoutingService/Rollback',
+                request_serializer=modelplane_dot_v1_dot_routing__pb2.RollbackRequest.SerializeToString,
+                response_deserializer=modelplane_dot_v1_dot_routing__pb2.Route.FromString,
+                _registered_method=True)
+        self.GetShadowStats = channel.unary_unary(
+                '/modelplane.v1.RoutingService/GetShadowStats',
+                request_serializer=modelplane_dot_v1_dot_routing__pb2.GetShadowStatsRequest.SerializeToString,
+                response_deserializer=modelplane_dot_v1_dot_routing__pb2.GetShadowStatsResponse.FromString,
+                _registered_method=True)
 
 
 class RoutingServiceServicer:
@@ -90,6 +100,21 @@ class RoutingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rollback(self, request, context):
+        """Restores the revision before the current one (targets, shadows, fallback)
+        as a new revision, in one compare-and-set; its versions are still warm.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetShadowStats(self, request, context):
+        """Agreement between primaries and their shadows, summed over live replicas.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RoutingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +137,16 @@ def add_RoutingServiceServicer_to_server(servicer, server):
                     servicer.DeleteRoute,
                     request_deserializer=modelplane_dot_v1_dot_routing__pb2.DeleteRouteRequest.FromString,
                     response_serializer=modelplane_dot_v1_dot_routing__pb2.DeleteRouteResponse.SerializeToString,
+            ),
+            'Rollback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollback,
+                    request_deserializer=modelplane_dot_v1_dot_routing__pb2.RollbackRequest.FromString,
+                    response_serializer=modelplane_dot_v1_dot_routing__pb2.Route.SerializeToString,
+            ),
+            'GetShadowStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetShadowStats,
+                    request_deserializer=modelplane_dot_v1_dot_routing__pb2.GetShadowStatsRequest.FromString,
+                    response_serializer=modelplane_dot_v1_dot_routing__pb2.GetShadowStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +259,60 @@ class RoutingService:
             '/modelplane.v1.RoutingService/DeleteRoute',
             modelplane_dot_v1_dot_routing__pb2.DeleteRouteRequest.SerializeToString,
             modelplane_dot_v1_dot_routing__pb2.DeleteRouteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelplane.v1.RoutingService/Rollback',
+            modelplane_dot_v1_dot_routing__pb2.RollbackRequest.SerializeToString,
+            modelplane_dot_v1_dot_routing__pb2.Route.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetShadowStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelplane.v1.RoutingService/GetShadowStats',
+            modelplane_dot_v1_dot_routing__pb2.GetShadowStatsRequest.SerializeToString,
+            modelplane_dot_v1_dot_routing__pb2.GetShadowStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,12 @@ class RoutingServiceStub:
     GetRoute: _grpc.UnaryUnaryMultiCallable[_routing_pb2.GetRouteRequest, _routing_pb2.Route]
     ListRoutes: _grpc.UnaryUnaryMultiCallable[_routing_pb2.ListRoutesRequest, _routing_pb2.ListRoutesResponse]
     DeleteRoute: _grpc.UnaryUnaryMultiCallable[_routing_pb2.DeleteRouteRequest, _routing_pb2.DeleteRouteResponse]
+    Rollback: _grpc.UnaryUnaryMultiCallable[_routing_pb2.RollbackRequest, _routing_pb2.Route]
+    """Restores the revision before the current one (targets, shadows, fallback)
+    as a new revision, in one compare-and-set; its versions are still warm.
+    """
+    GetShadowStats: _grpc.UnaryUnaryMultiCallable[_routing_pb2.GetShadowStatsRequest, _routing_pb2.GetShadowStatsResponse]
+    """Agreement between primaries and their shadows, summed over live replicas."""
 
 @_typing.type_check_only
 class RoutingServiceAsyncStub(RoutingServiceStub):
@@ -59,6 +65,12 @@ class RoutingServiceAsyncStub(RoutingServiceStub):
     GetRoute: _aio.UnaryUnaryMultiCallable[_routing_pb2.GetRouteRequest, _routing_pb2.Route]  # type: ignore[assignment]
     ListRoutes: _aio.UnaryUnaryMultiCallable[_routing_pb2.ListRoutesRequest, _routing_pb2.ListRoutesResponse]  # type: ignore[assignment]
     DeleteRoute: _aio.UnaryUnaryMultiCallable[_routing_pb2.DeleteRouteRequest, _routing_pb2.DeleteRouteResponse]  # type: ignore[assignment]
+    Rollback: _aio.UnaryUnaryMultiCallable[_routing_pb2.RollbackRequest, _routing_pb2.Route]  # type: ignore[assignment]
+    """Restores the revision before the current one (targets, shadows, fallback)
+    as a new revision, in one compare-and-set; its versions are still warm.
+    """
+    GetShadowStats: _aio.UnaryUnaryMultiCallable[_routing_pb2.GetShadowStatsRequest, _routing_pb2.GetShadowStatsResponse]  # type: ignore[assignment]
+    """Agreement between primaries and their shadows, summed over live replicas."""
 
 class RoutingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Endpoints: stable names that callers predict against, each mapped to
@@ -96,5 +108,23 @@ class RoutingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _routing_pb2.DeleteRouteRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_routing_pb2.DeleteRouteResponse, _abc.Awaitable[_routing_pb2.DeleteRouteResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Rollback(
+        self,
+        request: _routing_pb2.RollbackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_routing_pb2.Route, _abc.Awaitable[_routing_pb2.Route]]:
+        """Restores the revision before the current one (targets, shadows, fallback)
+        as a new revision, in one compare-and-set; its versions are still warm.
+        """
+
+    @_abc_1.abstractmethod
+    def GetShadowStats(
+        self,
+        request: _routing_pb2.GetShadowStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_routing_pb2.GetShadowStatsResponse, _abc.Awaitable[_routing_pb2.GetShadowStatsResponse]]:
+        """Agreement between primaries and their shadows, summed over live replicas."""
 
 def add_RoutingServiceServicer_to_server(servicer: RoutingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

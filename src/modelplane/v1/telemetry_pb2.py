@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmodelplane/v1/telemetry.proto\x12\rmodelplane.v1\";\n\x0fGetStatsRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x16\n\x0ewindow_seconds\x18\x02 \x01(\r\"\x8a\x02\n\x0cVersionStats\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x15\n\rrequest_count\x18\x04 \x01(\x04\x12\x13\n\x0b\x65rror_count\x18\x05 \x01(\x04\x12\x1c\n\x14window_request_count\x18\x06 \x01(\x04\x12\x1a\n\x12window_error_count\x18\x07 \x01(\x04\x12\x0e\n\x06p50_ms\x18\x08 \x01(\x01\x12\x0e\n\x06p90_ms\x18\t \x01(\x01\x12\x0e\n\x06p99_ms\x18\n \x01(\x01\x12\x16\n\x0ewindow_seconds\x18\x0b \x01(\r\x12\x1a\n\x12\x65xemplar_trace_ids\x18\x0c \x03(\t\">\n\x10GetStatsResponse\x12*\n\x05stats\x18\x01 \x03(\x0b\x32\x1b.modelplane.v1.VersionStats2_\n\x10TelemetryService\x12K\n\x08GetStats\x12\x1e.modelplane.v1.GetStatsRequest\x1a\x1f.modelplane.v1.GetStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmodelplane/v1/telemetry.proto\x12\rmodelplane.v1\";\n\x0fGetStatsRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x16\n\x0ewindow_seconds\x18\x02 \x01(\r\"\xd2\x03\n\x0cVersionStats\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x15\n\rrequest_count\x18\x04 \x01(\x04\x12\x13\n\x0b\x65rror_count\x18\x05 \x01(\x04\x12\x1c\n\x14window_request_count\x18\x06 \x01(\x04\x12\x1a\n\x12window_error_count\x18\x07 \x01(\x04\x12\x0e\n\x06p50_ms\x18\x08 \x01(\x01\x12\x0e\n\x06p90_ms\x18\t \x01(\x01\x12\x0e\n\x06p99_ms\x18\n \x01(\x01\x12\x16\n\x0ewindow_seconds\x18\x0b \x01(\r\x12\x1a\n\x12\x65xemplar_trace_ids\x18\x0c \x03(\t\x12\x0f\n\x07p999_ms\x18\r \x01(\x01\x12\x16\n\tdrift_psi\x18\x0e \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08\x64rift_ks\x18\x0f \x01(\x01H\x01\x88\x01\x01\x12\x15\n\rdrift_feature\x18\x10 \x01(\t\x12\x16\n\x0e\x66\x65\x65\x64\x62\x61\x63k_count\x18\x11 \x01(\x04\x12\x15\n\x08\x61\x63\x63uracy\x18\x12 \x01(\x01H\x02\x88\x01\x01\x12\x10\n\x03mae\x18\x13 \x01(\x01H\x03\x88\x01\x01\x42\x0c\n\n_drift_psiB\x0b\n\t_drift_ksB\x0b\n\t_accuracyB\x06\n\x04_mae\">\n\x10GetStatsResponse\x12*\n\x05stats\x18\x01 \x03(\x0b\x32\x1b.modelplane.v1.VersionStats\"Y\n\x17GetLatencySeriesRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x16\n\x0ewindow_seconds\x18\x02 \x01(\r\x12\x14\n\x0cstep_seconds\x18\x03 \x01(\r\"f\n\x0cLatencyPoint\x12\x14\n\x0cstart_unix_s\x18\x01 \x01(\x03\x12\x10\n\x08requests\x18\x02 \x01(\x04\x12\x0e\n\x06\x65rrors\x18\x03 \x01(\x04\x12\x0e\n\x06p50_ms\x18\x04 \x01(\x01\x12\x0e\n\x06p99_ms\x18\x05 \x01(\x01\"\x84\x01\n\rLatencySeries\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x14\n\x0cstep_seconds\x18\x04 \x01(\r\x12+\n\x06points\x18\x05 \x03(\x0b\x32\x1b.modelplane.v1.LatencyPoint\"H\n\x18GetLatencySeriesResponse\x12,\n\x06series\x18\x01 \x03(\x0b\x32\x1c.modelplane.v1.LatencySeries\"=\n\x11ListAlertsRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x16\n\x0ewindow_seconds\x18\x02 \x01(\r\"\xa2\x01\n\x0eTelemetryAlert\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x10\n\x08observed\x18\x06 \x01(\x01\x12\x11\n\tthreshold\x18\x07 \x01(\x01\x12\x1a\n\x12\x65xemplar_trace_ids\x18\x08 \x03(\t\"C\n\x12ListAlertsResponse\x12-\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x1d.modelplane.v1.TelemetryAlert\"|\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x15\n\rprediction_id\x18\x01 \x01(\t\x12\x15\n\x0b\x63lass_index\x18\x02 \x01(\x03H\x00\x12\x14\n\nclass_name\x18\x03 \x01(\tH\x00\x12\x0f\n\x05value\x18\x04 \x01(\x01H\x00\x12\x0b\n\x03row\x18\x05 \x01(\rB\x07\n\x05label\"m\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x0f\n\x07\x63orrect\x18\x04 \x01(\x08\x12\x16\n\x0e\x61\x62solute_error\x18\x05 \x01(\x01\x32\xe4\x02\n\x10TelemetryService\x12K\n\x08GetStats\x12\x1e.modelplane.v1.GetStatsRequest\x1a\x1f.modelplane.v1.GetStatsResponse\x12\x63\n\x10GetLatencySeries\x12&.modelplane.v1.GetLatencySeriesRequest\x1a\'.modelplane.v1.GetLatencySeriesResponse\x12Q\n\nListAlerts\x12 .modelplane.v1.ListAlertsRequest\x1a!.modelplane.v1.ListAlertsResponse\x12K\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1e.modelplane.v1.FeedbackRequest\x1a\x1f.modelplane.v1.FeedbackResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,9 +34,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTATSREQUEST']._serialized_start=48
   _globals['_GETSTATSREQUEST']._serialized_end=107
   _globals['_VERSIONSTATS']._serialized_start=110
-  _globals['_VERSIONSTATS']._serialized_end=376
-  _globals['_GETSTATSRESPONSE']._serialized_start=378
-  _globals['_GETSTATSRESPONSE']._serialized_end=440
-  _globals['_TELEMETRYSERVICE']._serialized_start=442
-  _globals['_TELEMETRYSERVICE']._serialized_end=537
+  _globals['_VERSIONSTATS']._serialized_end=576
+  _globals['_GETSTATSRESPONSE']._serialized_start=578
+  _globals['_GETSTATSRESPONSE']._serialized_end=640
+  _globals['_GETLATENCYSERIESREQUEST']._serialized_start=642
+  _globals['_GETLATENCYSERIESREQUEST']._serialized_end=731
+  _globals['_LATENCYPOINT']._serialized_start=733
+  _globals['_LATENCYPOINT']._serialized_end=835
+  _globals['_LATENCYSERIES']._serialized_start=838
+  _globals['_LATENCYSERIES']._serialized_end=970
+  _globals['_GETLATENCYSERIESRESPONSE']._serialized_start=972
+  _globals['_GETLATENCYSERIESRESPONSE']._serialized_end=1044
+  _globals['_LISTALERTSREQUEST']._serialized_start=1046
+  _globals['_LISTALERTSREQUEST']._serialized_end=1107
+  _globals['_TELEMETRYALERT']._serialized_start=1110
+  _globals['_TELEMETRYALERT']._serialized_end=1272
+  _globals['_LISTALERTSRESPONSE']._serialized_start=1274
+  _globals['_LISTALERTSRESPONSE']._serialized_end=1341
+  _globals['_FEEDBACKREQUEST']._serialized_start=1343
+  _globals['_FEEDBACKREQUEST']._serialized_end=1467
+  _globals['_FEEDBACKRESPONSE']._serialized_start=1469
+  _globals['_FEEDBACKRESPONSE']._serialized_end=1578
+  _globals['_TELEMETRYSERVICE']._serialized_start=1581
+  _globals['_TELEMETRYSERVICE']._serialized_end=1937
 # @@protoc_insertion_point(module_scope)

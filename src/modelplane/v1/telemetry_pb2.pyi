@@ -58,6 +58,13 @@ class VersionStats(_message.Message):
     P99_MS_FIELD_NUMBER: _builtins.int
     WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
     EXEMPLAR_TRACE_IDS_FIELD_NUMBER: _builtins.int
+    P999_MS_FIELD_NUMBER: _builtins.int
+    DRIFT_PSI_FIELD_NUMBER: _builtins.int
+    DRIFT_KS_FIELD_NUMBER: _builtins.int
+    DRIFT_FEATURE_FIELD_NUMBER: _builtins.int
+    FEEDBACK_COUNT_FIELD_NUMBER: _builtins.int
+    ACCURACY_FIELD_NUMBER: _builtins.int
+    MAE_FIELD_NUMBER: _builtins.int
     endpoint: _builtins.str
     model: _builtins.str
     version: _builtins.int
@@ -71,6 +78,19 @@ class VersionStats(_message.Message):
     p90_ms: _builtins.float
     p99_ms: _builtins.float
     window_seconds: _builtins.int
+    p999_ms: _builtins.float
+    drift_psi: _builtins.float
+    """Largest drift of any input feature or output against the version's baseline
+    (its first predictions); unset until both sides have enough data.
+    """
+    drift_ks: _builtins.float
+    drift_feature: _builtins.str
+    """The feature (or output) the largest PSI was found on."""
+    feedback_count: _builtins.int
+    """Feedback joined with predictions in the window."""
+    accuracy: _builtins.float
+    """Classification: share of correct predictions; regression: mean absolute error."""
+    mae: _builtins.float
     @_builtins.property
     def exemplar_trace_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Trace ids (hex) of the slowest recent requests."""
@@ -90,12 +110,34 @@ class VersionStats(_message.Message):
         p99_ms: _builtins.float = ...,
         window_seconds: _builtins.int = ...,
         exemplar_trace_ids: _abc.Iterable[_builtins.str] | None = ...,
+        p999_ms: _builtins.float = ...,
+        drift_psi: _builtins.float | None = ...,
+        drift_ks: _builtins.float | None = ...,
+        drift_feature: _builtins.str = ...,
+        feedback_count: _builtins.int = ...,
+        accuracy: _builtins.float | None = ...,
+        mae: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy", "_drift_ks", b"_drift_ks", "_drift_psi", b"_drift_psi", "_mae", b"_mae", "accuracy", b"accuracy", "drift_ks", b"drift_ks", "drift_psi", b"drift_psi", "mae", b"mae"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "error_count", b"error_count", "exemplar_trace_ids", b"exemplar_trace_ids", "model", b"model", "p50_ms", b"p50_ms", "p90_ms", b"p90_ms", "p99_ms", b"p99_ms", "request_count", b"request_count", "version", b"version", "window_error_count", b"window_error_count", "window_request_count", b"window_request_count", "window_seconds", b"window_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy", "_drift_ks", b"_drift_ks", "_drift_psi", b"_drift_psi", "_mae", b"_mae", "accuracy", b"accuracy", "drift_feature", b"drift_feature", "drift_ks", b"drift_ks", "drift_psi", b"drift_psi", "endpoint", b"endpoint", "error_count", b"error_count", "exemplar_trace_ids", b"exemplar_trace_ids", "feedback_count", b"feedback_count", "mae", b"mae", "model", b"model", "p50_ms", b"p50_ms", "p90_ms", b"p90_ms", "p999_ms", b"p999_ms", "p99_ms", b"p99_ms", "request_count", b"request_count", "version", b"version", "window_error_count", b"window_error_count", "window_request_count", b"window_request_count", "window_seconds", b"window_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__accuracy: _TypeAlias = _typing.Literal["accuracy"]  # noqa: Y015
+    _WhichOneofArgType__accuracy: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy"]  # noqa: Y015
+    _WhichOneofReturnType__drift_ks: _TypeAlias = _typing.Literal["drift_ks"]  # noqa: Y015
+    _WhichOneofArgType__drift_ks: _TypeAlias = _typing.Literal["_drift_ks", b"_drift_ks"]  # noqa: Y015
+    _WhichOneofReturnType__drift_psi: _TypeAlias = _typing.Literal["drift_psi"]  # noqa: Y015
+    _WhichOneofArgType__drift_psi: _TypeAlias = _typing.Literal["_drift_psi", b"_drift_psi"]  # noqa: Y015
+    _WhichOneofReturnType__mae: _TypeAlias = _typing.Literal["mae"]  # noqa: Y015
+    _WhichOneofArgType__mae: _TypeAlias = _typing.Literal["_mae", b"_mae"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__accuracy) -> _WhichOneofReturnType__accuracy | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__drift_ks) -> _WhichOneofReturnType__drift_ks | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__drift_psi) -> _WhichOneofReturnType__drift_psi | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mae) -> _WhichOneofReturnType__mae | None: ...
 
 Global___VersionStats: _TypeAlias = VersionStats  # noqa: Y015
 
@@ -118,3 +160,266 @@ class GetStatsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetStatsResponse: _TypeAlias = GetStatsResponse  # noqa: Y015
+
+@_typing.final
+class GetLatencySeriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    STEP_SECONDS_FIELD_NUMBER: _builtins.int
+    endpoint: _builtins.str
+    """Empty means every endpoint."""
+    window_seconds: _builtins.int
+    """0 means 3600."""
+    step_seconds: _builtins.int
+    """0 means window / 30, at least 10."""
+    def __init__(
+        self,
+        *,
+        endpoint: _builtins.str = ...,
+        window_seconds: _builtins.int = ...,
+        step_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "step_seconds", b"step_seconds", "window_seconds", b"window_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLatencySeriesRequest: _TypeAlias = GetLatencySeriesRequest  # noqa: Y015
+
+@_typing.final
+class LatencyPoint(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_UNIX_S_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    P50_MS_FIELD_NUMBER: _builtins.int
+    P99_MS_FIELD_NUMBER: _builtins.int
+    start_unix_s: _builtins.int
+    requests: _builtins.int
+    errors: _builtins.int
+    p50_ms: _builtins.float
+    p99_ms: _builtins.float
+    def __init__(
+        self,
+        *,
+        start_unix_s: _builtins.int = ...,
+        requests: _builtins.int = ...,
+        errors: _builtins.int = ...,
+        p50_ms: _builtins.float = ...,
+        p99_ms: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["errors", b"errors", "p50_ms", b"p50_ms", "p99_ms", b"p99_ms", "requests", b"requests", "start_unix_s", b"start_unix_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LatencyPoint: _TypeAlias = LatencyPoint  # noqa: Y015
+
+@_typing.final
+class LatencySeries(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    STEP_SECONDS_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    endpoint: _builtins.str
+    model: _builtins.str
+    version: _builtins.int
+    step_seconds: _builtins.int
+    @_builtins.property
+    def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___LatencyPoint]: ...
+    def __init__(
+        self,
+        *,
+        endpoint: _builtins.str = ...,
+        model: _builtins.str = ...,
+        version: _builtins.int = ...,
+        step_seconds: _builtins.int = ...,
+        points: _abc.Iterable[Global___LatencyPoint] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "model", b"model", "points", b"points", "step_seconds", b"step_seconds", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LatencySeries: _TypeAlias = LatencySeries  # noqa: Y015
+
+@_typing.final
+class GetLatencySeriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___LatencySeries]: ...
+    def __init__(
+        self,
+        *,
+        series: _abc.Iterable[Global___LatencySeries] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["series", b"series"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLatencySeriesResponse: _TypeAlias = GetLatencySeriesResponse  # noqa: Y015
+
+@_typing.final
+class ListAlertsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    endpoint: _builtins.str
+    """Empty means every endpoint."""
+    window_seconds: _builtins.int
+    """The recent window compared; 0 means 300 seconds."""
+    def __init__(
+        self,
+        *,
+        endpoint: _builtins.str = ...,
+        window_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "window_seconds", b"window_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAlertsRequest: _TypeAlias = ListAlertsRequest  # noqa: Y015
+
+@_typing.final
+class TelemetryAlert(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    OBSERVED_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    EXEMPLAR_TRACE_IDS_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """latency_regression_vs_baseline, latency_regression_vs_stable, error_rate, drift."""
+    endpoint: _builtins.str
+    model: _builtins.str
+    version: _builtins.int
+    message: _builtins.str
+    observed: _builtins.float
+    threshold: _builtins.float
+    @_builtins.property
+    def exemplar_trace_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
+        model: _builtins.str = ...,
+        version: _builtins.int = ...,
+        message: _builtins.str = ...,
+        observed: _builtins.float = ...,
+        threshold: _builtins.float = ...,
+        exemplar_trace_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "exemplar_trace_ids", b"exemplar_trace_ids", "kind", b"kind", "message", b"message", "model", b"model", "observed", b"observed", "threshold", b"threshold", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TelemetryAlert: _TypeAlias = TelemetryAlert  # noqa: Y015
+
+@_typing.final
+class ListAlertsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alerts(self) -> _containers.RepeatedCompositeFieldContainer[Global___TelemetryAlert]: ...
+    def __init__(
+        self,
+        *,
+        alerts: _abc.Iterable[Global___TelemetryAlert] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAlertsResponse: _TypeAlias = ListAlertsResponse  # noqa: Y015
+
+@_typing.final
+class FeedbackRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREDICTION_ID_FIELD_NUMBER: _builtins.int
+    CLASS_INDEX_FIELD_NUMBER: _builtins.int
+    CLASS_NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    ROW_FIELD_NUMBER: _builtins.int
+    prediction_id: _builtins.str
+    class_index: _builtins.int
+    class_name: _builtins.str
+    value: _builtins.float
+    row: _builtins.int
+    """Which row of a batched request the label is for."""
+    def __init__(
+        self,
+        *,
+        prediction_id: _builtins.str = ...,
+        class_index: _builtins.int = ...,
+        class_name: _builtins.str = ...,
+        value: _builtins.float = ...,
+        row: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["class_index", b"class_index", "class_name", b"class_name", "label", b"label", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["class_index", b"class_index", "class_name", b"class_name", "label", b"label", "prediction_id", b"prediction_id", "row", b"row", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_label: _TypeAlias = _typing.Literal["class_index", "class_name", "value"]  # noqa: Y015
+    _WhichOneofArgType_label: _TypeAlias = _typing.Literal["label", b"label"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_label) -> _WhichOneofReturnType_label | None: ...
+
+Global___FeedbackRequest: _TypeAlias = FeedbackRequest  # noqa: Y015
+
+@_typing.final
+class FeedbackResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    CORRECT_FIELD_NUMBER: _builtins.int
+    ABSOLUTE_ERROR_FIELD_NUMBER: _builtins.int
+    endpoint: _builtins.str
+    model: _builtins.str
+    version: _builtins.int
+    correct: _builtins.bool
+    """Whether the prediction matched (classification) or its absolute error (regression)."""
+    absolute_error: _builtins.float
+    def __init__(
+        self,
+        *,
+        endpoint: _builtins.str = ...,
+        model: _builtins.str = ...,
+        version: _builtins.int = ...,
+        correct: _builtins.bool = ...,
+        absolute_error: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["absolute_error", b"absolute_error", "correct", b"correct", "endpoint", b"endpoint", "model", b"model", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeedbackResponse: _TypeAlias = FeedbackResponse  # noqa: Y015

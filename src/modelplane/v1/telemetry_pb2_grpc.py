@@ -41,6 +41,21 @@ class TelemetryServiceStub:
                 request_serializer=modelplane_dot_v1_dot_telemetry__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=modelplane_dot_v1_dot_telemetry__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.GetLatencySeries = channel.unary_unary(
+                '/modelplane.v1.TelemetryService/GetLatencySeries',
+                request_serializer=modelplane_dot_v1_dot_telemetry__pb2.GetLatencySeriesRequest.SerializeToString,
+                response_deserializer=modelplane_dot_v1_dot_telemetry__pb2.GetLatencySeriesResponse.FromString,
+                _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/modelplane.v1.TelemetryService/ListAlerts',
+                request_serializer=modelplane_dot_v1_dot_telemetry__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=modelplane_dot_v1_dot_telemetry__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
+        self.Feedback = channel.unary_unary(
+                '/modelplane.v1.TelemetryService/Feedback',
+                request_serializer=modelplane_dot_v1_dot_telemetry__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=modelplane_dot_v1_dot_telemetry__pb2.FeedbackResponse.FromString,
+                _registered_method=True)
 
 
 class TelemetryServiceServicer:
@@ -54,6 +69,27 @@ class TelemetryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLatencySeries(self, request, context):
+        """Per-version latency over time, in equal steps ending now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAlerts(self, request, context):
+        """Latency regressions (own baseline, canary vs stable), error bursts, drift.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Feedback(self, request, context):
+        """Ground truth for an earlier prediction, joined by its prediction id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TelemetryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +97,21 @@ def add_TelemetryServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=modelplane_dot_v1_dot_telemetry__pb2.GetStatsRequest.FromString,
                     response_serializer=modelplane_dot_v1_dot_telemetry__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'GetLatencySeries': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLatencySeries,
+                    request_deserializer=modelplane_dot_v1_dot_telemetry__pb2.GetLatencySeriesRequest.FromString,
+                    response_serializer=modelplane_dot_v1_dot_telemetry__pb2.GetLatencySeriesResponse.SerializeToString,
+            ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=modelplane_dot_v1_dot_telemetry__pb2.ListAlertsRequest.FromString,
+                    response_serializer=modelplane_dot_v1_dot_telemetry__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'Feedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Feedback,
+                    request_deserializer=modelplane_dot_v1_dot_telemetry__pb2.FeedbackRequest.FromString,
+                    response_serializer=modelplane_dot_v1_dot_telemetry__pb2.FeedbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -92,6 +143,87 @@ class TelemetryService:
             '/modelplane.v1.TelemetryService/GetStats',
             modelplane_dot_v1_dot_telemetry__pb2.GetStatsRequest.SerializeToString,
             modelplane_dot_v1_dot_telemetry__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLatencySeries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelplane.v1.TelemetryService/GetLatencySeries',
+            modelplane_dot_v1_dot_telemetry__pb2.GetLatencySeriesRequest.SerializeToString,
+            modelplane_dot_v1_dot_telemetry__pb2.GetLatencySeriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelplane.v1.TelemetryService/ListAlerts',
+            modelplane_dot_v1_dot_telemetry__pb2.ListAlertsRequest.SerializeToString,
+            modelplane_dot_v1_dot_telemetry__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Feedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelplane.v1.TelemetryService/Feedback',
+            modelplane_dot_v1_dot_telemetry__pb2.FeedbackRequest.SerializeToString,
+            modelplane_dot_v1_dot_telemetry__pb2.FeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

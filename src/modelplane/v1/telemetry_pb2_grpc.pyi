@@ -36,6 +36,12 @@ class TelemetryServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> TelemetryServiceAsyncStub: ...
     GetStats: _grpc.UnaryUnaryMultiCallable[_telemetry_pb2.GetStatsRequest, _telemetry_pb2.GetStatsResponse]
+    GetLatencySeries: _grpc.UnaryUnaryMultiCallable[_telemetry_pb2.GetLatencySeriesRequest, _telemetry_pb2.GetLatencySeriesResponse]
+    """Per-version latency over time, in equal steps ending now."""
+    ListAlerts: _grpc.UnaryUnaryMultiCallable[_telemetry_pb2.ListAlertsRequest, _telemetry_pb2.ListAlertsResponse]
+    """Latency regressions (own baseline, canary vs stable), error bursts, drift."""
+    Feedback: _grpc.UnaryUnaryMultiCallable[_telemetry_pb2.FeedbackRequest, _telemetry_pb2.FeedbackResponse]
+    """Ground truth for an earlier prediction, joined by its prediction id."""
 
 @_typing.type_check_only
 class TelemetryServiceAsyncStub(TelemetryServiceStub):
@@ -45,6 +51,12 @@ class TelemetryServiceAsyncStub(TelemetryServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetStats: _aio.UnaryUnaryMultiCallable[_telemetry_pb2.GetStatsRequest, _telemetry_pb2.GetStatsResponse]  # type: ignore[assignment]
+    GetLatencySeries: _aio.UnaryUnaryMultiCallable[_telemetry_pb2.GetLatencySeriesRequest, _telemetry_pb2.GetLatencySeriesResponse]  # type: ignore[assignment]
+    """Per-version latency over time, in equal steps ending now."""
+    ListAlerts: _aio.UnaryUnaryMultiCallable[_telemetry_pb2.ListAlertsRequest, _telemetry_pb2.ListAlertsResponse]  # type: ignore[assignment]
+    """Latency regressions (own baseline, canary vs stable), error bursts, drift."""
+    Feedback: _aio.UnaryUnaryMultiCallable[_telemetry_pb2.FeedbackRequest, _telemetry_pb2.FeedbackResponse]  # type: ignore[assignment]
+    """Ground truth for an earlier prediction, joined by its prediction id."""
 
 class TelemetryServiceServicer(metaclass=_abc_1.ABCMeta):
     """Latency and error figures the control plane aggregates from the data
@@ -57,5 +69,29 @@ class TelemetryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _telemetry_pb2.GetStatsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_telemetry_pb2.GetStatsResponse, _abc.Awaitable[_telemetry_pb2.GetStatsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetLatencySeries(
+        self,
+        request: _telemetry_pb2.GetLatencySeriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_telemetry_pb2.GetLatencySeriesResponse, _abc.Awaitable[_telemetry_pb2.GetLatencySeriesResponse]]:
+        """Per-version latency over time, in equal steps ending now."""
+
+    @_abc_1.abstractmethod
+    def ListAlerts(
+        self,
+        request: _telemetry_pb2.ListAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_telemetry_pb2.ListAlertsResponse, _abc.Awaitable[_telemetry_pb2.ListAlertsResponse]]:
+        """Latency regressions (own baseline, canary vs stable), error bursts, drift."""
+
+    @_abc_1.abstractmethod
+    def Feedback(
+        self,
+        request: _telemetry_pb2.FeedbackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_telemetry_pb2.FeedbackResponse, _abc.Awaitable[_telemetry_pb2.FeedbackResponse]]:
+        """Ground truth for an earlier prediction, joined by its prediction id."""
 
 def add_TelemetryServiceServicer_to_server(servicer: TelemetryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

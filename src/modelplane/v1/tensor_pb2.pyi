@@ -38,6 +38,10 @@ class _DataTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DataType.Val
     DATA_TYPE_FLOAT16: _DataType.ValueType  # 10
     DATA_TYPE_FLOAT32: _DataType.ValueType  # 11
     DATA_TYPE_FLOAT64: _DataType.ValueType  # 12
+    DATA_TYPE_STRING: _DataType.ValueType  # 13
+    """Variable-length byte strings: each element is a 4-byte little-endian length
+    followed by that many bytes.
+    """
 
 class DataType(_DataType, metaclass=_DataTypeEnumTypeWrapper):
     """Element type of a tensor. Values follow ONNX's TensorProto.DataType names."""
@@ -55,6 +59,10 @@ DATA_TYPE_UINT64: DataType.ValueType  # 9
 DATA_TYPE_FLOAT16: DataType.ValueType  # 10
 DATA_TYPE_FLOAT32: DataType.ValueType  # 11
 DATA_TYPE_FLOAT64: DataType.ValueType  # 12
+DATA_TYPE_STRING: DataType.ValueType  # 13
+"""Variable-length byte strings: each element is a 4-byte little-endian length
+followed by that many bytes.
+"""
 Global___DataType: _TypeAlias = DataType  # noqa: Y015
 
 @_typing.final

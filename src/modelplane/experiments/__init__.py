@@ -1,0 +1,1 @@
+"""Experiment tracking, environments and promotion: the lifecycle around the registry."""

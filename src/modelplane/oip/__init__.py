@@ -1,0 +1,1 @@
+"""Generated from protos/inference/; regenerate with `make proto`."""

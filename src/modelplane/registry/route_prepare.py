@@ -1,0 +1,117 @@
+"""Make-before-break handshake and per-replica reports, through Redis.
+
+Before a route change is written, the control plane asks every replica to
+load the versions the new route needs (``request``): the wanted versions go
+into ``<prefix>:preload`` (hash "model:version" -> expiry ms) and a message on
+the changes channel makes every replica resync. A replica loads them and
+acknowledges in its heartbeat, whose ``loaded`` list the control plane waits
+on (``wait_loaded``). Only then does the route flip; entries expire on their
+own, by which time the route itself keeps the versions loaded.
+
+Replicas also publish their shadow-comparison books under
+``<prefix>:shadow_book:<replica id>`` (short TTL, refreshed with each heartbeat).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis
+
+from modelplane.domain.errors import Unavailable
+from modelplane.domain.models import VersionKey
+from modelplane.registry.replicas import ReplicaDirectory, ReplicaStatus
+
+_POLL_S = 0.01
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RoutePreparation:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._clock = clock
+
+    @property
+    def _preload_key(self) -> str:
+        return f"{self._prefix}:preload"
+
+    def _book_key(self, replica_id: str) -> str:
+        return f"{self._prefix}:shadow_book:{replica_id}"
+
+    # ------------------------------------------------------- control plane side
+
+    def request(self, keys: Iterable[VersionKey], ttl_s: float = 60.0) -> None:
+        """Asks every replica to load ``keys``; they resync on the published message."""
+        expiry = int((self._clock() + ttl_s) * 1000)
+        mapping = {str(key): expiry for key in keys}
+        if not mapping:
+            return
+        try:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(self._preload_key, mapping=mapping)  # type: ignore[arg-type]
+            message = json.dumps({"kind": "preload", "name": "", "generation": 0})
+            pipe.publish(f"{self._prefix}:changes", message)
+            pipe.execute()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+            raise Unavailable(f"registry store unreachable: {error}") from error
+
+    @staticmethod
+    def wait_loaded(
+        directory: ReplicaDirectory,
+        keys: Iterable[VersionKey],
+        timeout_s: float,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> list[ReplicaStatus]:
+        """Waits until every live replica reports ``keys`` loaded; returns the laggards.
+
+        Empty when all acknowledged (or no replica is live: nobody to wait for).
+        """
+        wanted = {str(key) for key in keys}
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lagging = [s for s in directory.live() if not wanted.issubset(s.loaded)]
+            if not lagging or time.monotonic() >= deadline:
+                return lagging
+            sleep(_POLL_S)
+
+    # ------------------------------------------------------------- replica side
+
+    def pending(self) -> set[VersionKey]:
+        """Versions replicas are asked to hold loaded right now; drops expired entries."""
+        stored = self._redis.hgetall(self._preload_key)
+        entries = {_text(k): int(_text(v)) for k, v in stored.items()}
+        now = int(self._clock() * 1000)
+        expired = [name for name, expiry in entries.items() if expiry <= now]
+        if expired:
+            self._redis.hdel(self._preload_key, *expired)
+        wanted = set()
+        for name, expiry in entries.items():
+            if expiry > now:
+                model, _, number = name.rpartition(":")
+                wanted.add(VersionKey(model, int(number)))
+        return wanted
+
+    def publish_book(self, replica_id: str, book_json: str, ttl_s: float) -> None:
+        self._redis.set(self._book_key(replica_id), book_json, px=max(1, int(ttl_s * 1000)))
+
+    def books(self, replica_ids: Iterable[str]) -> list[str]:
+        ids = list(replica_ids)
+        if not ids:
+            return []
+        try:
+            values = self._redis.mget([self._book_key(rid) for rid in ids])
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+            raise Unavailable(f"registry store unreachable: {error}") from error
+        return [_text(value) for value in values if value is not None]

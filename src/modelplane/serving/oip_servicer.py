@@ -1,0 +1,398 @@
+"""``inference.GRPCInferenceService`` (Open Inference Protocol) on a replica's grpc.aio server.
+
+A call is decode -> the shared ``Predictor`` -> encode, exactly like
+``modelplane.v1.InferenceService``, so routing, hot swap, batching and
+telemetry behave the same whichever protocol a caller speaks.
+
+Naming: ``model_name`` is an endpoint (routed) or a model (named directly). An
+empty ``model_version`` lets the route decide (or, for a model, takes its latest
+version); a number pins that version of the model, or, for an endpoint whose
+targets are all one model, of that model. The response's ``model_version`` is
+the version that answered; its parameters say which model, endpoint and
+prediction id, for callers of split endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from modelplane import __version__
+from modelplane.codec.inference import InferenceRequest, sticky_key_from_metadata
+from modelplane.codec.oip import (
+    OipInferRequest,
+    decode_infer_request,
+    encode_infer_response,
+    parse_version,
+    tensor_metadata,
+)
+from modelplane.domain.errors import ModelplaneError, NotFound
+from modelplane.domain.models import VersionKey
+from modelplane.oip import grpc_service_pb2 as pb
+from modelplane.oip import grpc_service_pb2_grpc as pb_grpc
+from modelplane.registry.audit_context import ANONYMOUS, acting_as
+from modelplane.routing.table import RouteTable
+from modelplane.serving.inference_servicer import PredictTelemetry
+from modelplane.serving.oip_repository import OipRepository, ParameterValue
+from modelplane.serving.oip_stats import Duration, InferenceStatistics, Timings, VersionStats
+from modelplane.serving.predictor import Prediction, Predictor
+
+_log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+SERVER_NAME = "modelplane"
+PLATFORM = "onnxruntime_onnx"
+EXTENSIONS = ("model_repository", "statistics", "parameters")
+ACTOR_HEADER = "x-modelplane-actor"
+REASON_HEADER = "x-modelplane-reason"
+_INTERNAL = "internal error"
+_DEFAULT_MAX_TENSOR_BYTES = 64 * 1024 * 1024
+
+
+def _metadata(context: Any) -> Sequence[tuple[str, str | bytes]]:
+    return tuple(context.invocation_metadata() or ())
+
+
+def _header(metadata: Sequence[tuple[str, str | bytes]], name: str) -> str:
+    for key, value in metadata:
+        if key == name and isinstance(value, str):
+            return value
+    return ""
+
+
+def _parameters(parameters: Any) -> dict[str, ParameterValue]:
+    values: dict[str, ParameterValue] = {}
+    for key, parameter in parameters.items():
+        which = parameter.WhichOneof("parameter_choice")
+        if which is not None:
+            values[key] = getattr(parameter, which)
+    return values
+
+
+def _rows(request: OipInferRequest) -> int:
+    for array in request.inputs.values():
+        return int(array.shape[0]) if array.ndim else 1
+    return 0
+
+
+class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(
+        self,
+        predictor: Predictor,
+        *,
+        repository: OipRepository | None = None,
+        ready: Callable[[], bool] = lambda: True,
+        telemetry: PredictTelemetry | None = None,
+        max_tensor_bytes: int = _DEFAULT_MAX_TENSOR_BYTES,
+    ) -> None:
+        self.predictor = predictor
+        self.statistics = InferenceStatistics()
+        self._repository = repository
+        self._ready = ready
+        self._telemetry = telemetry
+        self._max_tensor_bytes = max_tensor_bytes
+
+    # ------------------------------------------------------------------ naming
+
+    def _target(self, table: RouteTable, name: str, version: int | None) -> InferenceRequest:
+        """The request's target, without inputs: an endpoint or a model (and version)."""
+        route = table.endpoint(name)
+        if version is None:
+            if route is not None:
+                return InferenceRequest(name, None, None, None, {}, ())
+            return InferenceRequest(None, name, None, None, {}, ())
+        if route is not None and not table.has_version(VersionKey(name, version)):
+            models = {key.model for key in route.keys}
+            if len(models) == 1:
+                return InferenceRequest(None, models.pop(), version, None, {}, ())
+            if len(models) > 1:
+                raise NotFound(
+                    f"model_version: endpoint '{name}' routes to several models "
+                    f"({', '.join(sorted(models))}); name one of them to pin a version"
+                )
+        return InferenceRequest(None, name, version, None, {}, ())
+
+    def _resolve(self, table: RouteTable, name: str, version: int | None) -> list[VersionKey]:
+        """The versions a name (and version) can answer with now; raises NotFound/..."""
+        target = self._target(table, name, version)
+        if target.endpoint is not None:
+            route = table.route(target.endpoint)
+            if not route.keys:
+                return []
+            return list(route.keys)
+        assert target.model is not None
+        return [table.resolve_model(target.model, target.version, None)]
+
+    def _model_versions(self, table: RouteTable, model: str) -> list[str]:
+        latest = table.resolve_model(model, None, None).version
+        return [str(n) for n in range(1, latest + 1) if table.has_version(VersionKey(model, n))]
+
+    # ------------------------------------------------------------------ health
+
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: Any
+    ) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: Any
+    ) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self._ready())
+
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: Any
+    ) -> pb.ModelReadyResponse:
+        version = parse_version(request.version, "version")
+        try:
+            keys = self._resolve(self.predictor.table, request.name, version)
+        except ModelplaneError:
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=bool(keys) and self._ready())
+
+    # ---------------------------------------------------------------- metadata
+
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Any
+    ) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(
+            name=SERVER_NAME, version=__version__, extensions=list(EXTENSIONS)
+        )
+
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: Any
+    ) -> pb.ModelMetadataResponse:
+        table = self.predictor.table
+        name = request.name
+        keys = self._resolve(table, name, parse_version(request.version, "version"))
+        if not keys:
+            route = table.route(name)
+            raise NotFound(f"endpoint '{name}' has no servable target: {route.problem}")
+        # An endpoint split across versions answers with the signature of its
+        # first target: a route's versions are expected to share one signature.
+        signature = table.version_info(keys[0]).signature
+        if table.endpoint(name) is not None and not request.version:
+            versions = sorted({str(key.version) for key in keys}, key=int)
+        else:
+            versions = self._model_versions(table, keys[0].model)
+        return pb.ModelMetadataResponse(
+            name=name,
+            versions=versions,
+            platform=PLATFORM,
+            inputs=tensor_metadata(signature.inputs),
+            outputs=tensor_metadata(signature.outputs),
+        )
+
+    # --------------------------------------------------------------- inference
+
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: Any
+    ) -> pb.ModelInferResponse:
+        metadata = _metadata(context)
+        telemetry = self._telemetry
+        if telemetry is None:
+            return await self._infer(request, metadata)
+        with telemetry.observe_predict(metadata, request.model_name) as observation:
+            response = await self._infer(request, metadata)
+            params = response.parameters
+            observation.answered(
+                params["modelplane.endpoint"].string_param,
+                params["modelplane.model"].string_param,
+                int(response.model_version),
+                params["modelplane.prediction_id"].string_param,
+            )
+            return response
+
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Any
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        metadata = _metadata(context)
+        async for request in request_iterator:
+            try:
+                response = await self._infer(request, metadata)
+            except ModelplaneError as error:
+                # The stream carries on: the failure belongs to this request only.
+                yield self._stream_error(request, error.message)
+                continue
+            except Exception:
+                _log.exception("ModelStreamInfer: request %r failed", request.id)
+                yield self._stream_error(request, _INTERNAL)
+                continue
+            yield pb.ModelStreamInferResponse(infer_response=response)
+
+    @staticmethod
+    def _stream_error(request: pb.ModelInferRequest, message: str) -> pb.ModelStreamInferResponse:
+        return pb.ModelStreamInferResponse(
+            error_message=message,
+            infer_response=pb.ModelInferResponse(
+                model_name=request.model_name, model_version=request.model_version, id=request.id
+            ),
+        )
+
+    async def _infer(
+        self, request: pb.ModelInferRequest, metadata: Sequence[tuple[str, str | bytes]]
+    ) -> pb.ModelInferResponse:
+        started = time.perf_counter_ns()
+        table = self.predictor.table
+        blame = (request.model_name, 0)
+        try:
+            decoded = decode_infer_request(request, self._max_tensor_bytes)
+            target = self._target(table, decoded.model_name, decoded.version)
+            if target.model is not None:
+                blame = (target.model, decoded.version or 0)
+            else:
+                route = table.endpoint(decoded.model_name)
+                if route is not None and len(route.keys) == 1:
+                    blame = (route.keys[0].model, route.keys[0].version)
+            decoded_at = time.perf_counter_ns()
+            prediction = await self.predictor.predict(
+                InferenceRequest(
+                    target.endpoint,
+                    target.model,
+                    target.version,
+                    None,
+                    decoded.inputs,
+                    decoded.output_names,
+                ),
+                sticky_key=sticky_key_from_metadata(metadata),
+            )
+            predicted_at = time.perf_counter_ns()
+            response = self._encode(decoded, prediction)
+        except Exception:
+            self.statistics.failed(blame[0], blame[1], time.perf_counter_ns() - started)
+            raise
+        finished = time.perf_counter_ns()
+        self.statistics.succeeded(
+            prediction.model,
+            prediction.version,
+            _rows(decoded),
+            # The batcher's queue wait is inside the predictor's time until the
+            # predictor reports it separately; the queue here is what precedes it.
+            Timings(
+                queue=0,
+                compute_input=decoded_at - started,
+                compute_infer=predicted_at - decoded_at,
+                compute_output=finished - predicted_at,
+            ),
+        )
+        return response
+
+    @staticmethod
+    def _encode(decoded: OipInferRequest, prediction: Prediction) -> pb.ModelInferResponse:
+        response = encode_infer_response(
+            prediction.outputs, decoded.model_name, prediction.version, decoded.request_id
+        )
+        params = response.parameters
+        params["modelplane.model"].string_param = prediction.model
+        params["modelplane.endpoint"].string_param = prediction.endpoint
+        params["modelplane.prediction_id"].string_param = prediction.prediction_id
+        return response
+
+    # -------------------------------------------------------------- statistics
+
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: Any
+    ) -> pb.ModelStatisticsResponse:
+        records = self.statistics.versions()
+        if request.name:
+            table = self.predictor.table
+            version = parse_version(request.version, "version")
+            try:
+                keys = self._resolve(table, request.name, version)
+            except NotFound:
+                keys = []
+            wanted = set(keys)
+            if version is None:
+                # Every version of the model(s) the name stands for.
+                models = {key.model for key in keys} or {request.name}
+                records = [r for r in records if r.model in models]
+            else:
+                records = [r for r in records if VersionKey(r.model, r.version) in wanted]
+            if not records:
+                if not keys:
+                    raise NotFound(f"model '{request.name}' not found")
+                # Known but never asked: zeros, as the protocol expects.
+                records = [self.statistics.empty(key.model, key.version) for key in keys]
+        elif request.version:
+            raise NotFound("version: a version needs a model name")
+        return pb.ModelStatisticsResponse(model_stats=[self._stats(r) for r in records])
+
+    @staticmethod
+    def _stats(record: VersionStats) -> pb.ModelStatistics:
+        def duration(d: Duration) -> pb.StatisticDuration:
+            return pb.StatisticDuration(count=d.count, ns=d.ns)
+
+        return pb.ModelStatistics(
+            name=record.model,
+            version=str(record.version) if record.version else "",
+            last_inference=record.last_inference_ms,
+            inference_count=record.inference_count,
+            execution_count=record.execution_count,
+            inference_stats=pb.InferStatistics(
+                success=duration(record.success),
+                fail=duration(record.fail),
+                queue=duration(record.queue),
+                compute_input=duration(record.compute_input),
+                compute_infer=duration(record.compute_infer),
+                compute_output=duration(record.compute_output),
+                cache_hit=pb.StatisticDuration(),
+                cache_miss=pb.StatisticDuration(),
+            ),
+        )
+
+    # -------------------------------------------------------------- repository
+
+    def _repository_or_raise(self) -> OipRepository:
+        if self._repository is None:
+            raise NotFound("this server has no model repository")
+        return self._repository
+
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: Any
+    ) -> pb.RepositoryIndexResponse:
+        repository = self._repository_or_raise()
+        table = self.predictor.table
+        entries = await asyncio.get_running_loop().run_in_executor(
+            None, repository.index, table, request.ready
+        )
+        return pb.RepositoryIndexResponse(
+            models=[
+                pb.RepositoryIndexResponse.ModelIndex(
+                    name=e.name, version=e.version, state=e.state, reason=e.reason
+                )
+                for e in entries
+            ]
+        )
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Any
+    ) -> pb.RepositoryModelLoadResponse:
+        repository = self._repository_or_raise()
+        parameters = _parameters(request.parameters)
+        await self._audited(
+            context, "RepositoryModelLoad", repository.load, request.model_name, parameters
+        )
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Any
+    ) -> pb.RepositoryModelUnloadResponse:
+        repository = self._repository_or_raise()
+        await self._audited(context, "RepositoryModelUnload", repository.unload, request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+    @staticmethod
+    async def _audited(context: Any, rpc: str, function: Callable[..., Any], *args: Any) -> Any:
+        """Runs a blocking registry call off the loop as the caller, for the audit trail."""
+        metadata = _metadata(context)
+        actor = _header(metadata, ACTOR_HEADER) or ANONYMOUS
+        reason = _header(metadata, REASON_HEADER) or f"{rpc} (Open Inference Protocol)"
+
+        def call() -> Any:
+            # The audit identity is a context variable: set it on the worker thread.
+            with acting_as(actor, reason):
+                return function(*args)
+
+        return await asyncio.get_running_loop().run_in_executor(None, call)

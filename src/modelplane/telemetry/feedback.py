@@ -1,0 +1,200 @@
+"""Predictions kept for feedback, and accuracy per version from the labels joined.
+
+Replicas never write to Redis on the predict path: they batch small prediction
+records (id, endpoint, model, version, what was predicted for the first rows)
+and ship them as OTLP log records to the control plane's receiver, which stores
+each under ``{prefix}:pred:<id>`` with a TTL. ``Feedback`` looks the id up,
+checks the label's kind against what was predicted, and files the outcome under
+the version that answered, stamped with the prediction's time.
+
+Kinds of prediction (decided by the replica from the first output):
+
+- ``index``: a float output with several columns (scores); the class is the argmax;
+- ``class``: an integer or string output with one value per row (a label);
+- ``value``: a float output with one value per row (a regression).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from modelplane.domain.errors import InvalidArgument, NotFound
+
+INDEX = "index"
+CLASS = "class"
+VALUE = "value"
+KINDS = (INDEX, CLASS, VALUE)
+
+# Joined outcomes kept per version in memory (about an hour at a few per second).
+MAX_OUTCOMES = 20_000
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    prediction_id: str
+    endpoint: str
+    model: str
+    version: int
+    kind: str
+    # What was predicted, per row (the first rows of a batch only).
+    predicted: tuple[Any, ...]
+    time_s: float
+
+
+@dataclass(frozen=True)
+class FeedbackOutcome:
+    record: PredictionRecord
+    correct: bool
+    absolute_error: float
+
+
+def record_from_json(data: dict[str, Any]) -> PredictionRecord:
+    """A record as a replica ships it; raises ValueError on a malformed one."""
+    try:
+        record = PredictionRecord(
+            prediction_id=str(data["id"]),
+            endpoint=str(data.get("endpoint", "")),
+            model=str(data["model"]),
+            version=int(data["version"]),
+            kind=str(data["kind"]),
+            predicted=tuple(data["predicted"]),
+            time_s=float(data["t"]),
+        )
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"prediction record: missing or bad field {error}") from None
+    if record.kind not in KINDS or not record.prediction_id or not record.predicted:
+        raise ValueError(f"prediction record: bad kind, id or predictions: {data!r:.200}")
+    return record
+
+
+def record_to_json(record: PredictionRecord) -> dict[str, Any]:
+    return {
+        "id": record.prediction_id,
+        "endpoint": record.endpoint,
+        "model": record.model,
+        "version": record.version,
+        "kind": record.kind,
+        "predicted": list(record.predicted),
+        "t": record.time_s,
+    }
+
+
+class PredictionStore:
+    def __init__(self, client: redis.Redis, prefix: str, ttl_s: int) -> None:
+        if ttl_s < 1:
+            raise ValueError(f"ttl_s must be >= 1, got {ttl_s}")
+        self._redis = client
+        self._prefix = prefix
+        self._ttl_s = ttl_s
+
+    def _key(self, prediction_id: str) -> str:
+        return f"{self._prefix}:pred:{prediction_id}"
+
+    def put_many(self, records: Iterable[PredictionRecord]) -> int:
+        pipe = self._redis.pipeline(transaction=False)
+        n = 0
+        for record in records:
+            pipe.set(self._key(record.prediction_id), json.dumps(record_to_json(record)),
+                     ex=self._ttl_s)
+            n += 1
+        if n:
+            pipe.execute()
+        return n
+
+    def get(self, prediction_id: str) -> PredictionRecord | None:
+        raw: Any = self._redis.get(self._key(prediction_id))
+        if raw is None:
+            return None
+        return record_from_json(json.loads(raw))
+
+
+Label = int | str | float
+
+
+class FeedbackJoiner:
+    """Joins labels with stored predictions; keeps outcomes per version in memory."""
+
+    def __init__(self, store: PredictionStore, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._outcomes: dict[tuple[str, str, int], deque[FeedbackOutcome]] = {}
+
+    def feedback(self, prediction_id: str, label: Label | None, row: int = 0) -> FeedbackOutcome:
+        if not prediction_id:
+            raise InvalidArgument("prediction_id: expected the id a Predict returned, got ''")
+        if label is None:
+            raise InvalidArgument("label: expected one of class_index, class_name or value")
+        record = self._store.get(prediction_id)
+        if record is None:
+            raise NotFound(
+                f"prediction_id: '{prediction_id}' is unknown or expired "
+                f"(predictions are kept for a limited time)"
+            )
+        if not 0 <= row < len(record.predicted):
+            raise InvalidArgument(
+                f"row: expected 0..{len(record.predicted) - 1} for this prediction, got {row}"
+            )
+        predicted = record.predicted[row]
+        outcome = _judge(record, predicted, label)
+        key = (record.endpoint, record.model, record.version)
+        with self._lock:
+            self._outcomes.setdefault(key, deque(maxlen=MAX_OUTCOMES)).append(outcome)
+        return outcome
+
+    def quality(
+        self, start_s: float, end_s: float
+    ) -> dict[tuple[str, str, int], tuple[int, float | None, float | None]]:
+        """Per version: (labels joined, accuracy, MAE) for predictions made in [start, end]."""
+        result: dict[tuple[str, str, int], tuple[int, float | None, float | None]] = {}
+        with self._lock:
+            for key, outcomes in self._outcomes.items():
+                inside = [o for o in outcomes if start_s <= o.record.time_s <= end_s]
+                if not inside:
+                    continue
+                labelled = [o for o in inside if o.record.kind != VALUE]
+                numeric = [o for o in inside if o.record.kind == VALUE]
+                accuracy = (
+                    sum(o.correct for o in labelled) / len(labelled) if labelled else None
+                )
+                mae = sum(o.absolute_error for o in numeric) / len(numeric) if numeric else None
+                result[key] = (len(inside), accuracy, mae)
+        return result
+
+    def accuracy(
+        self, endpoint: str, model: str, version: int, start_s: float, end_s: float
+    ) -> float | None:
+        return self.quality(start_s, end_s).get((endpoint, model, version), (0, None, None))[1]
+
+
+def _judge(record: PredictionRecord, predicted: Any, label: Label) -> FeedbackOutcome:
+    if record.kind == VALUE:
+        if isinstance(label, bool) or not isinstance(label, (int, float)):
+            raise InvalidArgument(
+                f"label: {record.model}:{record.version} is a regressor; expected a number "
+                f"(value), got {type(label).__name__}"
+            )
+        error = abs(float(predicted) - float(label))
+        return FeedbackOutcome(record, error == 0.0, error)
+    if record.kind == INDEX or (record.kind == CLASS and isinstance(predicted, int)):
+        if not isinstance(label, int) or isinstance(label, bool):
+            raise InvalidArgument(
+                f"label: {record.model}:{record.version} predicts class indices; expected "
+                f"class_index, got {type(label).__name__}"
+            )
+        return FeedbackOutcome(record, int(predicted) == label, 0.0 if predicted == label else 1.0)
+    if not isinstance(label, str):
+        raise InvalidArgument(
+            f"label: {record.model}:{record.version} predicts class names; expected "
+            f"class_name, got {type(label).__name__}"
+        )
+    correct = str(predicted) == label
+    return FeedbackOutcome(record, correct, 0.0 if correct else 1.0)

@@ -1,0 +1,224 @@
+"""What a replica ships about its predictions' inputs and outputs, off the predict path.
+
+Two things, both buffered on the request (an O(1) append, bounded) and sent by
+the telemetry's drain thread at the export cadence:
+
+- **prediction records** (id, version, what was predicted for the first rows),
+  so feedback hours later can be joined with them: one OTLP log record per batch,
+  ``event_name`` ``modelplane.predictions``, body a JSON list, sent to the
+  control plane's OTLP logs receiver;
+- **drift samples**: up to ``drift_rows_per_interval`` rows per version and
+  interval, recorded into the ``modelplane.feature.value`` histogram (one data
+  point per feature, values as their drift-bin index, see ``drift``) by the
+  drain thread, never by the request.
+
+When the control plane is unreachable the batch is dropped and counted
+(``dropped_predictions``): a replica never queues without bound.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import grpc
+import numpy as np
+from opentelemetry.metrics import Histogram
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.logs.v1 import logs_pb2
+from opentelemetry.proto.resource.v1 import resource_pb2
+
+from modelplane.telemetry.drift import bin_index
+from modelplane.telemetry.feedback import CLASS, INDEX, VALUE
+from modelplane.telemetry.names import (
+    ATTR_ENDPOINT,
+    ATTR_FEATURE,
+    ATTR_MODEL,
+    ATTR_VERSION,
+    PREDICTIONS_EVENT,
+)
+
+log = logging.getLogger(__name__)
+
+# Rows of a batched request whose predictions are kept for feedback.
+MAX_ROWS_PER_PREDICTION = 16
+# Features per tensor sampled for drift (wide tensors: the first ones only).
+MAX_FEATURES_PER_TENSOR = 32
+
+Arrays = Mapping[str, np.ndarray]
+
+
+def predicted_rows(outputs: Arrays) -> tuple[str, list[Any]] | None:
+    """(kind, predictions of the first rows) from the first output; None if not tabular."""
+    if not outputs:
+        return None
+    array = next(iter(outputs.values()))
+    if array.ndim == 0 or array.ndim > 2:
+        return None
+    single = array.ndim == 1 or array.shape[1] == 1
+    head = array[:MAX_ROWS_PER_PREDICTION]
+    if array.dtype.kind in "iub":
+        return (CLASS, head.reshape(-1).astype(np.int64).tolist()) if single else None
+    if array.dtype.kind in "USO":
+        return (CLASS, [str(v) for v in head.reshape(-1)]) if single else None
+    if array.dtype.kind == "f":
+        if single:
+            return VALUE, head.reshape(-1).astype(np.float64).tolist()
+        return INDEX, np.argmax(head, axis=1).astype(np.int64).tolist()
+    return None
+
+
+class IoRecorder:
+    """Thread-safe: requests ``record`` on the event loop, the drain thread ``drain``."""
+
+    def __init__(
+        self,
+        resource_attributes: Mapping[str, str],
+        feature_histogram: Histogram | None,
+        logs_endpoint: str | None,
+        max_buffered: int = 10_000,
+        drift_rows_per_interval: int = 16,
+        export_timeout_s: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._feature_histogram = feature_histogram
+        self._logs_endpoint = logs_endpoint
+        self._export_timeout_s = export_timeout_s
+        self._clock = clock
+        self._max_buffered = max_buffered
+        self._records: deque[dict[str, Any]] = deque()
+        self._drift_rows = drift_rows_per_interval
+        self._samples: list[tuple[tuple[str, str, int], Arrays, Arrays]] = []
+        self._sampled: dict[tuple[str, str, int], int] = {}
+        self._lock = threading.Lock()
+        self.dropped_predictions = 0
+        self._resource = resource_pb2.Resource(
+            attributes=[
+                common_pb2.KeyValue(key=k, value=common_pb2.AnyValue(string_value=v))
+                for k, v in resource_attributes.items()
+            ]
+        )
+        self._channel: grpc.Channel | None = None
+        self._stub: Any = None
+        self._attribute_cache: dict[tuple[str, str, int, str], dict[str, str | int]] = {}
+
+    def record(
+        self,
+        endpoint: str,
+        model: str,
+        version: int,
+        prediction_id: str,
+        inputs: Arrays,
+        outputs: Arrays,
+    ) -> None:
+        """On the request: two appends and a small argmax, no I/O."""
+        key = (endpoint, model, version)
+        with self._lock:
+            if self._logs_endpoint is not None:
+                rows = predicted_rows(outputs)
+                if rows is not None:
+                    if len(self._records) >= self._max_buffered:
+                        self.dropped_predictions += 1
+                    else:
+                        self._records.append({
+                            "id": prediction_id, "endpoint": endpoint, "model": model,
+                            "version": version, "kind": rows[0], "predicted": rows[1],
+                            "t": self._clock(),
+                        })
+            if self._feature_histogram is not None:
+                taken = self._sampled.get(key, 0)
+                if taken < self._drift_rows:
+                    self._sampled[key] = taken + 1
+                    self._samples.append((key, inputs, outputs))
+
+    def drain(self) -> None:
+        """Off the request path: ships prediction records, records drift samples."""
+        with self._lock:
+            records = list(self._records)
+            self._records.clear()
+            samples, self._samples = self._samples, []
+            self._sampled.clear()
+        if samples:
+            self._record_samples(samples)
+        if records:
+            self._ship(records)
+
+    def _record_samples(self, samples: list[tuple[tuple[str, str, int], Arrays, Arrays]]) -> None:
+        histogram = self._feature_histogram
+        assert histogram is not None
+        for (endpoint, model, version), inputs, outputs in samples:
+            for side, arrays in (("input", inputs), ("output", outputs)):
+                for name, array in arrays.items():
+                    if array.dtype.kind not in "iuf" or array.ndim == 0:
+                        continue
+                    table = array.reshape(array.shape[0], -1)[:, :MAX_FEATURES_PER_TENSOR]
+                    for j in range(table.shape[1]):
+                        attributes = self._attributes(
+                            endpoint, model, version, f"{side}:{name}[{j}]"
+                        )
+                        for value in table[:, j].tolist():
+                            histogram.record(bin_index(value), attributes=attributes)
+
+    def _attributes(
+        self, endpoint: str, model: str, version: int, feature: str
+    ) -> dict[str, str | int]:
+        key = (endpoint, model, version, feature)
+        cached = self._attribute_cache.get(key)
+        if cached is None:
+            if len(self._attribute_cache) > 10_000:
+                self._attribute_cache.clear()
+            cached = {
+                ATTR_ENDPOINT: endpoint, ATTR_MODEL: model, ATTR_VERSION: version,
+                ATTR_FEATURE: feature,
+            }
+            self._attribute_cache[key] = cached
+        return cached
+
+    def _ship(self, records: list[dict[str, Any]]) -> None:
+        assert self._logs_endpoint is not None
+        if self._stub is None:
+            self._channel = grpc.insecure_channel(self._logs_endpoint)
+            self._stub = logs_service_pb2_grpc.LogsServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        now_ns = int(self._clock() * 1e9)
+        request = logs_service_pb2.ExportLogsServiceRequest(
+            resource_logs=[
+                logs_pb2.ResourceLogs(
+                    resource=self._resource,
+                    scope_logs=[
+                        logs_pb2.ScopeLogs(
+                            log_records=[
+                                logs_pb2.LogRecord(
+                                    time_unix_nano=now_ns,
+                                    event_name=PREDICTIONS_EVENT,
+                                    body=common_pb2.AnyValue(
+                                        bytes_value=json.dumps(
+                                            records, separators=(",", ":")
+                                        ).encode()
+                                    ),
+                                )
+                            ]
+                        )
+                    ],
+                )
+            ]
+        )
+        try:
+            self._stub.Export(request, timeout=self._export_timeout_s)
+        except grpc.RpcError as error:
+            self.dropped_predictions += len(records)
+            log.warning(
+                "could not ship %d prediction records to %s: %s",
+                len(records), self._logs_endpoint, error,
+            )
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+            self._stub = None

@@ -1,0 +1,179 @@
+"""The aggregator's slots in Redis, so a control-plane restart loses at most the last minute.
+
+Layout, under the key prefix::
+
+    {prefix}:tel:series            set of JSON [endpoint, model, version]
+    {prefix}:tel:slots:<series>    hash epoch -> JSON slot (counts, sum, requests, errors, slowest)
+    {prefix}:tel:totals            hash <series> -> JSON [requests, errors]
+
+A flush writes every slot of the last few epochs that are closed (the current one
+is still filling): a slot is rewritten whole, so a late export that lands in an
+already-flushed slot is picked up by the next flush, and writing twice is
+harmless. Slot hashes expire an hour after their last write, like the ring.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from modelplane.telemetry.aggregator import (
+    HORIZON_SECONDS,
+    SLOT_SECONDS,
+    SlotState,
+    StatsAggregator,
+)
+
+log = logging.getLogger(__name__)
+
+# Closed slots rewritten at each flush: exports lag by up to an export interval
+# plus a retry, so the slot before last may still receive points.
+_REWRITE_SLOTS = 3
+
+
+class AggregatePersistence:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        aggregator: StatsAggregator,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._aggregator = aggregator
+        self._clock = clock
+        self._flushed_through = int(clock() // SLOT_SECONDS) - RING_LOOKBACK
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self._prefix, "tel", *parts))
+
+    def flush(self) -> int:
+        """Writes the recently closed slots and the totals; returns slots written."""
+        current = int(self._clock() // SLOT_SECONDS)
+        first = min(self._flushed_through + 1, current - _REWRITE_SLOTS)
+        states = self._aggregator.slots_between(first, current - 1)
+        pipe = self._redis.pipeline(transaction=False)
+        touched: set[str] = set()
+        for state in states:
+            series = json.dumps([state.endpoint, state.model, state.version])
+            key = self._key("slots", series)
+            pipe.hset(key, str(state.epoch), _encode(state))
+            touched.add(series)
+        for series in touched:
+            pipe.sadd(self._key("series"), series)
+            pipe.expire(self._key("slots", series), HORIZON_SECONDS + 2 * SLOT_SECONDS)
+        totals = self._aggregator.totals()
+        if totals:
+            pipe.hset(
+                self._key("totals"),
+                mapping={json.dumps(list(k)): json.dumps(list(v)) for k, v in totals.items()},
+            )
+        pipe.execute()
+        self._flushed_through = current - 1
+        return len(states)
+
+    def restore(self) -> int:
+        """Loads what Redis holds into the aggregator; returns the slots restored."""
+        oldest = int((self._clock() - HORIZON_SECONDS) // SLOT_SECONDS)
+        states: list[SlotState] = []
+        for raw_series in self._redis.smembers(self._key("series")):
+            series = _text(raw_series)
+            endpoint, model, version = json.loads(series)
+            key = self._key("slots", series)
+            stored: dict[Any, Any] = self._redis.hgetall(key)
+            if not stored:
+                self._redis.srem(self._key("series"), series)
+                continue
+            stale = []
+            for raw_epoch, raw_slot in stored.items():
+                epoch = int(_text(raw_epoch))
+                if epoch < oldest:
+                    stale.append(raw_epoch)
+                    continue
+                states.append(_decode(endpoint, model, int(version), epoch, _text(raw_slot)))
+            if stale:
+                self._redis.hdel(key, *stale)
+        totals: dict[tuple[str, str, int], tuple[int, int]] = {}
+        raw_totals: dict[Any, Any] = self._redis.hgetall(self._key("totals"))
+        for raw_key, raw_value in raw_totals.items():
+            endpoint, model, version = json.loads(_text(raw_key))
+            requests, errors = json.loads(_text(raw_value))
+            totals[(endpoint, model, int(version))] = (int(requests), int(errors))
+        restored = self._aggregator.restore(states, totals)
+        # Everything restored is already in Redis: the next flush starts from now.
+        self._flushed_through = int(self._clock() // SLOT_SECONDS) - 1
+        return restored
+
+    def start(self, interval_s: float) -> None:
+        """Flushes every ``interval_s`` on a daemon thread until ``stop``."""
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        self._thread = threading.Thread(
+            target=self._loop, args=(interval_s,), name="modelplane-telemetry-flush", daemon=True
+        )
+        self._thread.start()
+
+    def _loop(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.flush()
+            except redis.RedisError as error:
+                # Redis down: the slots stay in memory and the next flush retries them.
+                log.warning("telemetry flush to Redis failed: %s", error)
+
+    def stop(self) -> None:
+        """Stops the loop and writes one last time (best effort)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        try:
+            self.flush()
+        except redis.RedisError as error:
+            log.warning("final telemetry flush to Redis failed: %s", error)
+
+
+# A fresh persistence looks back over the whole horizon on its first flush, so
+# slots restored from Redis or filled before the first flush are written too.
+RING_LOOKBACK = HORIZON_SECONDS // SLOT_SECONDS
+
+
+def _encode(state: SlotState) -> str:
+    return json.dumps(
+        {
+            "c": list(state.counts),
+            "s": state.total_sum,
+            "r": state.requests,
+            "e": state.errors,
+            "x": [list(x) for x in state.exemplars],
+        },
+        separators=(",", ":"),
+    )
+
+
+def _decode(endpoint: str, model: str, version: int, epoch: int, text: str) -> SlotState:
+    data = json.loads(text)
+    return SlotState(
+        endpoint=endpoint,
+        model=model,
+        version=version,
+        epoch=epoch,
+        counts=tuple(int(n) for n in data["c"]),
+        total_sum=float(data["s"]),
+        requests=int(data["r"]),
+        errors=int(data["e"]),
+        exemplars=tuple((float(d), str(t)) for d, t in data["x"]),
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
