@@ -73,28 +73,26 @@ from modelplane.registry.records import (
 )
 from modelplane.registry.store import RegistryStore
 
-# Bounds the audit stream; approximate trimming keeps XADD O(1). Alias and
-# route history lists are never trimmed: they answer "what served when".
-AUDIT_MAX_LEN = 100_000
-
 # Shared by every script. ARGV[1..3] are always the key prefix, the actor and
 # the reason (audit_context.py); each script's own arguments start at ARGV[4].
-_LUA_PRELUDE = f"""
+# The audit stream is never trimmed: a regulated trail must not lose events
+# silently; archiving old events is the operator's decision.
+_LUA_PRELUDE = """
 local prefix, actor, reason = ARGV[1], ARGV[2], ARGV[3]
 local function k(...)
-  return prefix .. ':' .. table.concat({{...}}, ':')
+  return prefix .. ':' .. table.concat({...}, ':')
 end
 -- ev: kind, name, action, subject, now, and optional detail, before, after
 -- (JSON texts), model, endpoint.
 local function emit(ev)
   local gen = redis.call('INCR', k('generation'))
-  redis.call('XADD', k('audit'), 'MAXLEN', '~', {AUDIT_MAX_LEN}, '*',
-    'action', ev.action, 'subject', ev.subject, 'detail', ev.detail or '{{}}',
+  redis.call('XADD', k('audit'), '*',
+    'action', ev.action, 'subject', ev.subject, 'detail', ev.detail or '{}',
     'ts_ms', ev.now, 'generation', gen, 'actor', actor, 'reason', reason,
     'before', ev.before or '', 'after', ev.after or '',
     'model', ev.model or '', 'endpoint', ev.endpoint or '')
   redis.call('PUBLISH', k('changes'),
-    cjson.encode({{kind = ev.kind, name = ev.name, generation = gen}}))
+    cjson.encode({kind = ev.kind, name = ev.name, generation = gen}))
   return gen
 end
 local function status_of(record)
@@ -103,7 +101,7 @@ end
 -- Aliases of the model naming the version, and routes reaching it directly or
 -- through one of those aliases.
 local function references(model, version)
-  local aliases, endpoints, by_alias = {{}}, {{}}, {{}}
+  local aliases, endpoints, by_alias = {}, {}, {}
   local flat = redis.call('HGETALL', k('aliases', model))
   for i = 1, #flat, 2 do
     by_alias[flat[i]] = flat[i + 1]
