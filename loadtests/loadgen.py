@@ -94,12 +94,24 @@ class WorkerStats:
     histogram: HdrHistogram = field(default_factory=new_histogram)
     errors: Counter[str] = field(default_factory=Counter)
     sent: int = 0
+    timeline: dict[int, HdrHistogram] = field(default_factory=dict)
+    """Latencies by whole second since the measurement started, for latency-over-time."""
+
+    def record(self, seconds: float, offset_s: float) -> None:
+        """One success of ``seconds`` latency, ``offset_s`` into the measurement window."""
+        self.sent += 1
+        record_seconds(self.histogram, seconds)
+        bucket = self.timeline.get(int(offset_s))
+        if bucket is None:
+            bucket = self.timeline[int(offset_s)] = new_histogram()
+        record_seconds(bucket, seconds)
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "histogram": self.histogram.encode(),
             "errors": dict(self.errors),
             "sent": self.sent,
+            "timeline": {second: h.encode() for second, h in self.timeline.items()},
         }
 
 
@@ -145,8 +157,7 @@ async def run_closed_loop(
                 continue
             done = clock()
             if measured and done <= end:
-                stats.sent += 1
-                record_seconds(stats.histogram, done - sent_at)
+                stats.record(done - sent_at, done - measure_start)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return stats
@@ -181,8 +192,8 @@ async def run_open_loop(
         finally:
             slots.release()
         if measured:
-            stats.sent += 1
-            record_seconds(stats.histogram, clock() - intended)
+            done = clock()
+            stats.record(done - intended, done - measure_start)
 
     for intended in schedule:
         delay = intended - clock()
@@ -321,12 +332,29 @@ def _worker_entry(
         results.put(("failed", index, f"{type(exc).__name__}: {exc}"))
 
 
+def summarize_timeline(encoded: Mapping[int, list[bytes | str]]) -> list[dict[str, Any]]:
+    """Per second of the measurement: completions, p50 and p99 in milliseconds."""
+    rows = []
+    for second in sorted(encoded):
+        h = merge_histograms(encoded[second])
+        rows.append(
+            {
+                "second": second,
+                "completed": h.get_total_count(),
+                "p50_ms": round(h.get_value_at_percentile(50.0) / 1000.0, 4),
+                "p99_ms": round(h.get_value_at_percentile(99.0) / 1000.0, 4),
+            }
+        )
+    return rows
+
+
 def summarize(
     histogram: HdrHistogram,
     errors: Counter[str],
     spec: LoadSpec,
     address: str,
     requests: int,
+    timeline: Mapping[int, list[bytes | str]] | None = None,
 ) -> dict[str, Any]:
     """The result dict: throughput, percentiles in milliseconds, errors, settings."""
 
@@ -353,6 +381,7 @@ def summarize(
         "mean_ms": ms(histogram.get_mean_value()) if count else None,
         "max_ms": ms(histogram.get_max_value()) if count else None,
         "histogram": histogram.encode().decode("ascii") if count else None,
+        "timeline": summarize_timeline(timeline) if timeline else [],
     }
 
 
@@ -404,6 +433,7 @@ def run_load(target: Target, spec: LoadSpec) -> dict[str, Any]:
         start_at.value = time.monotonic() + 0.2
         go.set()
         histograms: list[bytes | str] = []
+        timeline: dict[int, list[bytes | str]] = {}
         errors: Counter[str] = Counter()
         requests = 0
         wait = 0.2 + spec.warmup_s + spec.duration_s + target.timeout_s + 30.0
@@ -419,6 +449,8 @@ def run_load(target: Target, spec: LoadSpec) -> dict[str, Any]:
                 failures.append(f"process {index}: {payload}")
                 continue
             histograms.append(payload["histogram"])
+            for second, encoded in payload["timeline"].items():
+                timeline.setdefault(int(second), []).append(encoded)
             errors.update(payload["errors"])
             requests += payload["sent"]
     finally:
@@ -433,7 +465,9 @@ def run_load(target: Target, spec: LoadSpec) -> dict[str, Any]:
                 w.join(timeout=5)
     if failures:
         raise RuntimeError("load generation failed: " + "; ".join(failures))
-    return summarize(merge_histograms(histograms), errors, spec, target.address, requests)
+    return summarize(
+        merge_histograms(histograms), errors, spec, target.address, requests, timeline
+    )
 
 
 _DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "int32": np.int32}
@@ -485,7 +519,9 @@ def main(argv: list[str] | None = None) -> None:
             processes=args.processes,
         ),
     )
-    text = json.dumps({k: v for k, v in result.items() if k != "histogram"}, indent=2)
+    text = json.dumps(
+        {k: v for k, v in result.items() if k not in ("histogram", "timeline")}, indent=2
+    )
     print(text)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

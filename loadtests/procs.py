@@ -21,7 +21,8 @@ _PORT_LINE = re.compile(rb"^PORT (\d+)$", re.MULTILINE)
 
 
 class ServerProcess:
-    """A ``python -m <module>`` child that prints ``PORT <n>`` once it is ready."""
+    """A ``python -m <module>`` child that prints ``PORT <n>`` (or a line matching
+    ``ready``) once it is ready."""
 
     def __init__(
         self,
@@ -31,7 +32,10 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         startup_timeout: float = 30.0,
         stop_timeout: float = 30.0,
+        ready: re.Pattern[bytes] = _PORT_LINE,
     ) -> None:
+        self.ready = ready
+        """A line whose last group is the port (``PORT <n>`` unless told otherwise)."""
         self.module = module
         self.args = args
         self.extra_env = env or {}
@@ -73,9 +77,9 @@ class ServerProcess:
             )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
-            match = _PORT_LINE.search(self._log_path.read_bytes())
+            match = self.ready.search(self._log_path.read_bytes())
             if match:
-                self.port = int(match.group(1))
+                self.port = int(match.group(match.lastindex or 0))
                 return self
             if self._proc.poll() is not None:
                 break

@@ -15,16 +15,21 @@ import grpc
 import numpy as np
 
 from modelplane.codec.tensors import array_to_tensor, tensor_to_array
+from modelplane.security.channels import open_channel
 from modelplane.v1 import (
     experiments_pb2_grpc,
     inference_pb2,
     inference_pb2_grpc,
     registry_pb2,
     registry_pb2_grpc,
+    rollout_pb2_grpc,
     routing_pb2,
     routing_pb2_grpc,
+    scaling_pb2,
+    scaling_pb2_grpc,
     telemetry_pb2,
     telemetry_pb2_grpc,
+    webhooks_pb2_grpc,
 )
 
 UPLOAD_CHUNK_BYTES = 1 << 20
@@ -38,18 +43,42 @@ TargetSpec = tuple[str, "int | str", int]
 
 
 class ModelplaneClient:
-    def __init__(self, control_address: str, inference_address: str | None = None) -> None:
-        self._control = grpc.insecure_channel(control_address, options=_CHANNEL_OPTIONS)
-        self._inference = (
-            grpc.insecure_channel(inference_address, options=_CHANNEL_OPTIONS)
-            if inference_address
-            else None
+    """``token`` is sent as a bearer token to both planes (``inference_token``, if
+    given, to the data plane instead); ``credentials`` turn TLS on (see
+    ``modelplane.security.tls.channel_credentials``). Predictions are retried on
+    UNAVAILABLE unless ``retry_predictions`` is off."""
+
+    def __init__(
+        self,
+        control_address: str,
+        inference_address: str | None = None,
+        *,
+        token: str | None = None,
+        inference_token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        retry_predictions: bool = True,
+    ) -> None:
+        self._control, self._control_raw = open_channel(
+            control_address, token=token, credentials=credentials, options=_CHANNEL_OPTIONS
         )
+        self._inference: grpc.Channel | None = None
+        self._inference_raw: grpc.Channel | None = None
+        if inference_address:
+            self._inference, self._inference_raw = open_channel(
+                inference_address,
+                token=inference_token or token,
+                credentials=credentials,
+                options=_CHANNEL_OPTIONS,
+                retry_predictions=retry_predictions,
+            )
         self.registry = registry_pb2_grpc.RegistryServiceStub(self._control)
         self.routing = routing_pb2_grpc.RoutingServiceStub(self._control)
         self.telemetry = telemetry_pb2_grpc.TelemetryServiceStub(self._control)
+        self.rollouts = rollout_pb2_grpc.RolloutServiceStub(self._control)
         self.experiments = experiments_pb2_grpc.ExperimentServiceStub(self._control)
         self.environments = experiments_pb2_grpc.EnvironmentServiceStub(self._control)
+        self.webhooks = webhooks_pb2_grpc.WebhookServiceStub(self._control)
+        self.scaling = scaling_pb2_grpc.ScalingServiceStub(self._control)
         self.inference = (
             inference_pb2_grpc.InferenceServiceStub(self._inference) if self._inference else None
         )
@@ -252,10 +281,46 @@ class ModelplaneClient:
         )
         return list(response.stats)
 
+    def scale(
+        self,
+        endpoint: str = "",
+        *,
+        group: str = "",
+        replicas: int | None = None,
+        min_replicas: int | None = None,
+        max_replicas: int | None = None,
+        target_ongoing_requests: float = 0.0,
+    ) -> scaling_pb2.ServingGroup:
+        """A fixed ``replicas`` count, or an autoscaling range ``min_replicas..max_replicas``."""
+        request = scaling_pb2.ScaleRequest(endpoint=endpoint, group=group)
+        if replicas is not None:
+            request.replicas = replicas
+        elif min_replicas is not None or max_replicas is not None:
+            request.autoscaling.CopyFrom(
+                scaling_pb2.Autoscaling(
+                    min_replicas=min_replicas or 0,
+                    max_replicas=max_replicas or 0,
+                    target_ongoing_requests=target_ongoing_requests,
+                )
+            )
+        return self.scaling.Scale(request)
+
+    def put_serving_group(
+        self, name: str, inference_port: int = 0, endpoints: list[str] | None = None
+    ) -> scaling_pb2.ServingGroup:
+        return self.scaling.PutServingGroup(
+            scaling_pb2.PutServingGroupRequest(
+                name=name, inference_port=inference_port, endpoints=endpoints or []
+            )
+        )
+
+    def status(self) -> scaling_pb2.StatusResponse:
+        return self.scaling.GetStatus(scaling_pb2.GetStatusRequest())
+
     def close(self) -> None:
-        self._control.close()
-        if self._inference is not None:
-            self._inference.close()
+        self._control_raw.close()
+        if self._inference_raw is not None:
+            self._inference_raw.close()
 
     def __enter__(self) -> ModelplaneClient:
         return self

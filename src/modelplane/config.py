@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     replicas: int = 1
     """Serving replicas of the data plane."""
 
+    bind_node_ip: bool = False
+    """Replicas listen on their Ray node's IP instead of ``host`` and advertise it in
+    the replica directory: clients then reach every node's replicas directly through
+    the control plane's resolver (``modelplane.resolver``)."""
+
     replica_num_cpus: float = 0.5
     """Fractional CPU reserved per replica, so replicas fit beside the control plane."""
 
@@ -68,10 +73,6 @@ class Settings(BaseSettings):
     inline_run_threshold_us: int = 300
     """A version whose one-row run (measured at load) is faster than this runs on
     the event loop, unbatched: a hop to a thread would cost more than the run."""
-
-    route_prepare_timeout_s: float = 30.0
-    """How long a route change waits for every live replica to load its versions
-    before it gives up and changes nothing."""
 
     otlp_endpoint: str | None = None
     """Where replicas export OTLP; empty means the control plane's own receiver."""
@@ -99,6 +100,13 @@ class Settings(BaseSettings):
 
     prediction_ttl_s: int = 7 * 24 * 3600
     """How long a prediction stays known to the control plane for feedback."""
+
+    webhook_allowed_hosts: tuple[str, ...] = ()
+    """Webhook hosts allowed whatever they resolve to (e.g. an internal CI server)."""
+
+    webhook_allow_private: bool = False
+    """Allow webhooks to loopback and private addresses; link-local and cloud
+    metadata addresses stay refused. Off: webhooks must not reach internal services."""
 
     metrics_port: int | None = None
     """Control-plane Prometheus ``/metrics`` port (0 picks one); empty turns it off."""
@@ -129,6 +137,83 @@ class Settings(BaseSettings):
 
     source_schemes: list[str] = []
     """URI schemes allowed with ``source_roots`` (only ``file`` is understood)."""
+
+    # ----------------------------------------------------------------- security
+
+    auth_enabled: bool = False
+    """Require a bearer token (static or JWT) on every control-plane RPC but health
+    checks, and roles per RPC. ``modelplane up`` and ``modelplane control-plane`` turn
+    it on unless it is set explicitly; embedding code opts in."""
+
+    auth_tokens: list[str] = []
+    """Static tokens as ``name:role:sha256hex`` (only hashes, never the tokens)."""
+
+    auth_tokens_file: Path | None = None
+    """A JSON token file (``{"tokens": [{"name", "role", "sha256"}]}``), e.g. a mounted
+    Secret; ``up`` keeps its generated tokens in ``data_dir/auth/tokens.json``."""
+
+    auth_jwks_file: Path | None = None
+    """Public keys (JWKS) that verify JWT bearer tokens; empty: JWTs are not accepted."""
+
+    auth_jwt_issuer: str | None = None
+    """Required ``iss`` of accepted JWTs."""
+
+    auth_jwt_audience: str | None = None
+    """Required ``aud`` of accepted JWTs."""
+
+    auth_jwt_role_claim: str = "modelplane_role"
+    """JWT claim carrying the role (reader, deployer, admin); ``sub`` is the identity."""
+
+    inference_auth_endpoints: list[str] = []
+    """Inference endpoints whose predictions need a token (``*``: all); with any set,
+    requests naming a model directly need one too."""
+
+    token: str | None = None
+    """Client side: the bearer token the CLI and client send (``MODELPLANE_TOKEN``)."""
+
+    tls_cert_file: Path | None = None
+    """Server certificate (PEM) for both planes; with ``tls_key_file`` turns TLS on."""
+
+    tls_key_file: Path | None = None
+    """Private key (PEM) of ``tls_cert_file``."""
+
+    tls_client_ca_file: Path | None = None
+    """CA that signs client certificates; set, the servers require them (mTLS)."""
+
+    tls_ca_file: Path | None = None
+    """Client side: CA to trust for the servers' certificates (else the system roots)."""
+
+    tls_client_cert_file: Path | None = None
+    """Client side: certificate presented for mTLS."""
+
+    tls_client_key_file: Path | None = None
+    """Client side: key of ``tls_client_cert_file``."""
+
+    # ------------------------------------------------------------------- limits
+
+    max_message_bytes: int = 64 * 1024 * 1024
+    """Largest gRPC message either plane accepts or sends (uploads are chunked)."""
+
+    max_concurrent_rpcs: int = 512
+    """RPCs a replica runs at once; more get RESOURCE_EXHAUSTED instead of queueing."""
+
+    control_max_concurrent_rpcs: int = 128
+    """RPCs the control plane runs or queues at once; more get RESOURCE_EXHAUSTED."""
+
+    default_deadline_s: float = 30.0
+    """Server-side deadline of a data-plane call that brings none."""
+
+    max_deadline_s: float = 300.0
+    """Longest a data-plane call may run, whatever deadline the client asked for."""
+
+    max_rows_per_request: int = 65536
+    """Most rows (first dimension) of an input tensor; 0: unlimited."""
+
+    max_elements_per_tensor: int = 16 * 1024 * 1024
+    """Most elements of one input tensor; 0: unlimited."""
+
+    shutdown_grace_s: float = 10.0
+    """On SIGTERM, how long in-flight requests may finish before the server stops."""
 
     @field_validator("control_port", "inference_port")
     @classmethod

@@ -16,7 +16,8 @@ from types import TracebackType
 from modelplane.config import Settings
 from modelplane.control.server import ControlPlane
 from modelplane.registry.embedded_redis import EmbeddedRedis, free_port
-from modelplane.serving.app import deploy_data_plane, shutdown_data_plane
+from modelplane.serving.app import app_name_for, deploy_data_plane, shutdown_data_plane
+from modelplane.serving.scaler import RayServeDeployer, shutdown_groups
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,9 @@ class LocalStack:
         )
         deploy_data_plane(self.settings)
         self._data_plane_deployed = True
+        # Scale and status act on the data plane this stack runs.
+        deployer = RayServeDeployer(self.settings)
+        self.control.scaling.attach(deployer, deployer.default_group(), app_name_for)
 
     def stop(self) -> None:
         steps = (
@@ -116,6 +120,7 @@ class LocalStack:
     def _stop_data_plane(self) -> None:
         if self._data_plane_deployed:
             self._data_plane_deployed = False
+            shutdown_groups()
             shutdown_data_plane()
 
     def _stop_ray(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -11,8 +12,12 @@ import numpy as np
 import pytest
 
 # loadtests/ lives beside src/, outside the installed package.
+from loadtests.bench import Options, parse_args
+from loadtests.bench import run as run_bench
 from loadtests.loadgen import LoadSpec, Target, run_load
 from loadtests.models import MODELS, write_model
+from loadtests.plane import run_plane
+from loadtests.plots import write_plots
 from loadtests.procs import ServerProcess
 from loadtests.tensors import predict_request, to_array
 from modelplane.sample_models import reference_linear
@@ -127,3 +132,48 @@ def test_serve_proxy_answers_and_sustains_load(tmp_path: Path) -> None:
         assert result["requests"] > 0
     finally:
         assert server.stop() == 0
+
+
+def _smoke_options(**overrides: object) -> Options:
+    opts, _ = parse_args(["--smoke", "--no-plane"])
+    return replace(opts, **overrides)  # type: ignore[arg-type]
+
+
+def test_bench_smoke_measures_floor_and_bare_side_by_side(tmp_path: Path) -> None:
+    report = run_bench(_smoke_options(), say=lambda _: None)
+    closed = report["closed_loop"]["summary"]
+    assert set(closed) == {"floor", "bare"}
+    for name in ("floor", "bare"):
+        assert closed[name]["errors"] == 0
+        assert closed[name]["throughput_rps"] > 0
+        assert 0 < closed[name]["p50_ms"] <= closed[name]["p99_ms"]
+    # The floor has no network: it must beat the server it is the floor of.
+    assert closed["floor"]["p50_ms"] < closed["bare"]["p50_ms"]
+    assert closed["bare"]["cpu_s_per_1k"] > 0
+    search = report["max_rate"]["bare"]
+    assert search["max_rps"] >= 0 and search["p99_limit_ms"] == 10.0
+    probes = report["probes"]["bare"]
+    assert len(probes) == 2 and all(p["offered_rps"] > 0 for p in probes)
+    memory = report["memory"]["tiny"]
+    assert 10 < memory["ort_session_rss_mb"] < 2000
+    assert memory["bare_serving_rss_mb"] > 0
+    assert report["ratios"]["closed_throughput_bare_over_floor"] > 0
+    written = write_plots(report, tmp_path)
+    assert [p.name for p in written] == [
+        "latency_vs_throughput.png", "latency_over_time.png", "max_throughput.png"
+    ][: len(written)]
+    assert written and all(p.stat().st_size > 1000 for p in written)
+
+
+def test_plane_figures_are_measured_on_real_processes(tmp_path: Path) -> None:
+    results = run_plane(
+        tmp_path, changes=3, register_rounds=1, batch_seconds=1.0, batch_rounds=0,
+        say=lambda _: None,
+    )
+    assert 10 < results["control_plane_idle"]["rss_mb"] < 2000
+    served = results["register_to_served"]
+    assert served["rounds"] == 1 and 0 <= served["median_ms"] < 30_000
+    route = results["route_propagation"]
+    assert route["replicas"] == 2 and len(route["samples_ms"]) == 3
+    assert 0 <= route["p50_ms"] <= route["p99_ms"] <= route["max_ms"] < 30_000
+    assert "batching" not in results

@@ -317,12 +317,12 @@ def test_routes_compare_and_set(plane: Plane) -> None:
         ),
         (
             [_target(1, version=1), _target(1, version=9)],
-            grpc.StatusCode.NOT_FOUND,
+            grpc.StatusCode.INVALID_ARGUMENT,
             "targets[1].version: version 9 of model 'fraud' not found",
         ),
         (
             [_target(1, alias="prod")],
-            grpc.StatusCode.NOT_FOUND,
+            grpc.StatusCode.INVALID_ARGUMENT,
             "targets[0].alias: alias 'prod' of model 'fraud' not found",
         ),
     ],

@@ -8,6 +8,7 @@ short (1 s) so the whole file runs in seconds.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from modelplane.codec.tensors import array_to_tensor
+from modelplane.codec.tensors import array_to_tensor, tensor_to_array
 from modelplane.config import Settings
 from modelplane.control.server import ControlPlane
 from modelplane.domain.models import RouteTarget
@@ -111,10 +112,8 @@ def loop(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Loop]:
     def traffic() -> None:
         # Closed loop, one request at a time, ~1-2 ms pause: steady, modest load.
         while not stop.is_set():
-            try:
+            with contextlib.suppress(grpc.RpcError):
                 predictions.append(stub.Predict(request, timeout=5))
-            except grpc.RpcError:
-                pass
             time.sleep(0.001)
 
     sender = threading.Thread(target=traffic, daemon=True)
@@ -175,7 +174,8 @@ def test_slow_version_is_rolled_back_and_good_one_promoted_by_themselves(loop: L
 
     started = _start(loop, version=2, max_p99_ratio=1.5)
     assert (started.state, started.canary_weight, started.stable_version) == ("running", 10, 1)
-    assert [(t.version, t.weight) for t in registry.get_route("fraud").targets] == [(1, 90), (2, 10)]
+    targets = registry.get_route("fraud").targets
+    assert [(t.version, t.weight) for t in targets] == [(1, 90), (2, 10)]
 
     slow = _wait_done(loop)
     assert slow.state == "rolled_back", slow.reason
@@ -228,3 +228,124 @@ def test_bad_start_requests_are_refused(loop: Loop) -> None:
     with pytest.raises(grpc.RpcError) as error:
         _start(loop, version=9, max_p99_ratio=1.2)
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _feedback(loop: Loop, **label: object) -> telemetry_pb2.FeedbackResponse:
+    return loop.telemetry.Feedback(telemetry_pb2.FeedbackRequest(**label), timeout=5)  # type: ignore[arg-type]
+
+
+def test_feedback_joins_shipped_predictions_and_refuses_bad_labels(loop: Loop) -> None:
+    deadline = time.monotonic() + 10
+    while len(loop.predictions) < 5:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    prediction = loop.predictions[2]
+    # linear_model's 4 scores per row: the predicted class is their argmax.
+    predicted = int(np.argmax(tensor_to_array(prediction.outputs[0])[0]))
+    while True:  # shipped off the request path, within an export interval or so
+        try:
+            answer = _feedback(loop, prediction_id=prediction.prediction_id,
+                               class_index=predicted)
+            break
+        except grpc.RpcError as missing:
+            assert missing.code() == grpc.StatusCode.NOT_FOUND
+            assert time.monotonic() < deadline, "the prediction never reached the control plane"
+            time.sleep(0.1)
+    assert (answer.model, answer.version, answer.correct) == ("m", 1, True)
+    wrong = _feedback(loop, prediction_id=prediction.prediction_id, class_index=predicted + 1)
+    assert not wrong.correct
+
+    with pytest.raises(grpc.RpcError) as error:
+        _feedback(loop, prediction_id=prediction.prediction_id, class_name="cat")
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "predicts class indices; expected class_index, got str" in (
+        error.value.details() or "")
+    with pytest.raises(grpc.RpcError) as error:
+        _feedback(loop, prediction_id="0" * 32, class_index=1)
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert f"prediction_id: '{'0' * 32}' is unknown or expired" in (error.value.details() or "")
+
+    [stats] = loop.telemetry.GetStats(telemetry_pb2.GetStatsRequest(endpoint="fraud")).stats
+    assert stats.feedback_count == 2
+    assert stats.accuracy == pytest.approx(0.5)
+    assert not stats.HasField("mae")
+
+
+def test_latency_series_covers_the_window_in_steps(loop: Loop) -> None:
+    deadline = time.monotonic() + 10
+    while not loop.telemetry.GetStats(telemetry_pb2.GetStatsRequest(endpoint="fraud")).stats:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    response = loop.telemetry.GetLatencySeries(
+        telemetry_pb2.GetLatencySeriesRequest(endpoint="fraud", window_seconds=600,
+                                              step_seconds=60)
+    )
+    [series] = response.series
+    assert (series.model, series.version, series.step_seconds) == ("m", 1, 60)
+    assert len(series.points) == 10
+    assert series.points[-1].requests > 0 and series.points[-1].p99_ms > 0
+    assert all(p.requests == 0 for p in series.points[:-2])
+    assert series.points[1].start_unix_s - series.points[0].start_unix_s == 60
+
+
+def test_input_drift_shows_in_stats_and_alerts(loop: Loop) -> None:
+    def v1_stats() -> telemetry_pb2.VersionStats | None:
+        stats = loop.telemetry.GetStats(telemetry_pb2.GetStatsRequest(endpoint="fraud")).stats
+        return stats[0] if stats else None
+
+    deadline = time.monotonic() + 20
+    while (s := v1_stats()) is None or not s.HasField("drift_psi"):
+        assert time.monotonic() < deadline, "no drift score: baseline never filled"
+        time.sleep(0.2)
+    assert s.drift_psi < 0.1, s  # the same inputs as the baseline
+    assert s.drift_feature.startswith(("input:x[", "output:y["))
+
+    shifted = inference_pb2.PredictRequest(endpoint="fraud",
+                                           inputs=[array_to_tensor("x", X + 5.0)])
+    deadline = time.monotonic() + 20
+    while True:
+        for _ in range(50):
+            loop.inference.Predict(shifted, timeout=5)
+        alerts = loop.telemetry.ListAlerts(
+            telemetry_pb2.ListAlertsRequest(endpoint="fraud", window_seconds=60)
+        ).alerts
+        drift = [a for a in alerts if a.kind == "drift"]
+        if drift:
+            break
+        assert time.monotonic() < deadline, "shifted inputs never raised a drift alert"
+    assert (drift[0].model, drift[0].version) == ("m", 1)
+    assert drift[0].observed > 0.25 and "PSI" in drift[0].message
+
+
+def test_cli_commands_against_the_control_plane(
+    loop: Loop, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from modelplane.cli import main
+
+    flags = ["--control", loop.control.address, "--inference", loop.control.address]
+    deadline = time.monotonic() + 10
+    while not loop.telemetry.GetStats(telemetry_pb2.GetStatsRequest(endpoint="fraud")).stats:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    png = tmp_path / "latency.png"
+    assert main(["latency", "fraud", "--over", "600", "--png", str(png), *flags]) == 0
+    out = capsys.readouterr().out
+    assert "m:1  last 60s:" in out and "p99.9" in out and "p99 " in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["alerts", "fraud", *flags]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    # Steady traffic on one version: nothing to report, or (noisy machine) p99 alerts.
+    assert lines == ["no alerts"] or all(
+        line.startswith(("[", "    slowest traces:")) for line in lines
+    )
+    assert main(["rollout", "start", "fraud", "--to", "m:3", "--steps", "50,100",
+                 "--interval", "1h", *flags]) == 0
+    assert "running  canary 50%" in capsys.readouterr().out
+    assert main(["rollout", "status", "fraud", *flags]) == 0
+    assert "started" in capsys.readouterr().out
+    assert main(["rollout", "abort", "fraud", *flags]) == 0
+    assert "aborted" in capsys.readouterr().out
+    assert main(["rollout", "promote", "fraud", *flags]) == 1
+    assert "FAILED_PRECONDITION" in capsys.readouterr().err
+    assert main(["feedback", "0" * 32, "1", *flags]) == 1
+    assert "NOT_FOUND: prediction_id" in capsys.readouterr().err

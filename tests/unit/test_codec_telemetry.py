@@ -28,3 +28,25 @@ def test_response_round_trip() -> None:
     response = stats_response_to_proto([RECORD, RECORD])
     assert len(response.stats) == 2
     assert stats_response_from_proto(response) == [RECORD, RECORD]
+
+
+def test_quality_series_and_alert_round_trips() -> None:
+    from modelplane.codec.telemetry import (
+        alert_from_proto,
+        alert_to_proto,
+        series_from_proto,
+        series_to_proto,
+        version_quality_from_proto,
+    )
+    from modelplane.domain.stats import Alert, LatencyPoint, LatencySeries, VersionQualityRecord
+
+    quality = VersionQualityRecord("fraud", "fraud-model", 3, drift_psi=0.3, drift_ks=0.2,
+                                   drift_feature="input:x[1]", feedback_count=4, accuracy=0.75)
+    message = version_stats_to_proto(RECORD, quality)
+    assert version_stats_from_proto(message) == RECORD
+    assert version_quality_from_proto(message) == quality
+    assert not message.HasField("mae")
+    series = LatencySeries("fraud", "m", 2, 60, (LatencyPoint(1_800_000_000, 5, 1, 0.5, 2.0),))
+    assert series_from_proto(series_to_proto(series)) == series
+    alert = Alert("drift", "fraud", "m", 2, "PSI 0.4", 0.4, 0.25, ("ab" * 16,))
+    assert alert_from_proto(alert_to_proto(alert)) == alert

@@ -22,6 +22,8 @@ def _sample(dtype: DataType, shape: tuple[int, ...]) -> np.ndarray:
     values = rng.integers(0, 100, size=shape)
     if dtype is DataType.BOOL:
         return values % 2 == 0
+    if dtype is DataType.STRING:
+        return values.astype(str).astype(object)
     return values.astype(dtype.numpy_name)
 
 

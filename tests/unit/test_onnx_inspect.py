@@ -53,16 +53,26 @@ def test_truncated_model_is_rejected(tmp_path: Path) -> None:
         inspect_onnx(_write(tmp_path, data[: len(data) // 2]))
 
 
-def test_unsupported_element_type_is_rejected_naming_the_tensor(tmp_path: Path) -> None:
+def _identity_model(element_type: int, name: str) -> bytes:
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["text"], ["out"])],
-        "strings",
-        [helper.make_tensor_value_info("text", TensorProto.STRING, [None])],
-        [helper.make_tensor_value_info("out", TensorProto.STRING, [None])],
+        [helper.make_node("Identity", [name], ["out"])],
+        "identity",
+        [helper.make_tensor_value_info(name, element_type, [None])],
+        [helper.make_tensor_value_info("out", element_type, [None])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
+    return model.SerializeToString()
+
+
+def test_unsupported_element_type_is_rejected_naming_the_tensor(tmp_path: Path) -> None:
     with pytest.raises(
-        InvalidArgument, match=r"artifact: input 'text' has unsupported type tensor\(string\)"
+        InvalidArgument, match=r"artifact: input 'half' has unsupported type tensor\(bfloat16\)"
     ):
-        inspect_onnx(_write(tmp_path, model.SerializeToString()))
+        inspect_onnx(_write(tmp_path, _identity_model(TensorProto.BFLOAT16, "half")))
+
+
+def test_string_tensors_are_supported(tmp_path: Path) -> None:
+    signature = inspect_onnx(_write(tmp_path, _identity_model(TensorProto.STRING, "text")))
+    assert signature.inputs[0].dtype is DataType.STRING
+    assert signature.outputs[0].dtype is DataType.STRING

@@ -67,3 +67,20 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - name: artifacts
   mountPath: {{ .Values.artifacts.mountPath }}
 {{- end }}
+
+{{/* The Secret holding the auth token hashes (and the replicas' token). */}}
+{{- define "modelplane.authSecret" -}}
+{{- default (printf "%s-auth" (include "modelplane.fullname" .)) .Values.auth.existingSecret }}
+{{- end }}
+
+{{/* Env of pods that present the replica token when auth is on (optional key). */}}
+{{- define "modelplane.replicaTokenEnv" -}}
+{{- if .Values.auth.enabled }}
+- name: MODELPLANE_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "modelplane.authSecret" . }}
+      key: replica-token
+      optional: true
+{{- end }}
+{{- end }}

@@ -15,11 +15,27 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
-from modelplane.cli import audit, control_plane, inference, registry, routing, telemetry, up
-from modelplane.cli import importers, promote, runs
+from modelplane.cli import (
+    audit,
+    auth,  # `modelplane token ...`
+    control_plane,
+    importers,
+    inference,
+    promote,
+    registry,
+    rollout,
+    routing,
+    runs,
+    scale,  # `modelplane scale`, `status`, `group`
+    telemetry,
+    up,
+)
 
 COMMAND_GROUPS = (
-    up, control_plane, registry, routing, inference, telemetry, audit, runs, promote, importers
+    up, control_plane, registry, routing, inference, telemetry, audit, runs, promote, importers,
+    rollout,
+    auth,
+    scale,
 )
 
 

@@ -8,8 +8,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import grpc
+
+from modelplane.cli.auth import read_local_token
 from modelplane.client import ModelplaneClient
 from modelplane.config import Settings
+from modelplane.security.tls import channel_credentials
 
 RUN_FILE = "run.json"
 
@@ -44,5 +48,17 @@ def client_from(args: argparse.Namespace) -> ModelplaneClient:
         control = control or running["control_address"]
         inference = inference or running["inference_address"]
     return ModelplaneClient(
-        control or settings.control_address, inference or settings.inference_address
+        control or settings.control_address,
+        inference or settings.inference_address,
+        # MODELPLANE_TOKEN, else the admin token `up` left in the data dir.
+        token=settings.token or read_local_token(settings.data_dir),
+        credentials=_tls_credentials(settings),
+    )
+
+
+def _tls_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
+    if not (settings.tls_ca_file or settings.tls_client_cert_file):
+        return None
+    return channel_credentials(
+        settings.tls_ca_file, settings.tls_client_cert_file, settings.tls_client_key_file
     )

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from modelplane.cli.auth import with_configured_auth
 from modelplane.cli.common import settings_from
 
 
@@ -42,7 +44,15 @@ def _cmd_control_plane(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    control = ControlPlane(settings, settings.redis_url)
+    settings = with_configured_auth(settings)
+    if not settings.auth_enabled:
+        print(
+            "warning: authentication is off (no auth_tokens, auth_tokens_file or "
+            "auth_jwks_file configured): every caller may change the registry",
+            file=sys.stderr,
+            flush=True,
+        )
+    control = ControlPlane(settings, settings.redis_url or "")
     control.start()
     print(f"control plane    {control.address}", flush=True)
     try:

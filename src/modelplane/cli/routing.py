@@ -1,13 +1,15 @@
-"""Routing commands: route, routes."""
+"""Routing commands: route, routes (and, from cli/shadow.py, shadow and rollback)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from modelplane.cli import shadow
 from modelplane.cli.common import client_from, client_options
 from modelplane.cli.output import routes_table, target_text
 from modelplane.client import TargetSpec
+from modelplane.v1 import routing_pb2
 
 
 def add_commands(sub: Any) -> None:
@@ -22,10 +24,24 @@ def add_commands(sub: Any) -> None:
         "--expected-revision", type=int,
         help="compare-and-set against this revision (default: the current one)",
     )
+    cmd.add_argument(
+        "--shadow", action="append", default=[], metavar="MODEL:VERSION=PERCENT",
+        help="mirror PERCENT %% of requests to this version (answers compared, not returned)",
+    )
+    cmd.add_argument(
+        "--fallback", metavar="MODEL:VERSION", help="answers when the picked version fails"
+    )
+    cmd.add_argument(
+        "--sticky-input", default="", metavar="INPUT",
+        help="assign requests without an x-modelplane-key by this input's value",
+    )
+    cmd.add_argument("--max-batch", type=int, default=0, help="batching: rows per run")
+    cmd.add_argument("--max-wait-us", type=int, default=0, help="batching: wait once queued")
     cmd.set_defaults(handler=_cmd_route)
 
     cmd = sub.add_parser("routes", parents=[common], help="list endpoints and their routes")
     cmd.set_defaults(handler=_cmd_routes)
+    shadow.add_commands(sub)
 
 
 def parse_target(text: str) -> TargetSpec:
@@ -45,6 +61,55 @@ def parse_target(text: str) -> TargetSpec:
     return (model, int(version), weight)
 
 
+def parse_shadow(text: str) -> routing_pb2.ShadowTarget:
+    """``model:VERSION=PERCENT`` or ``model@ALIAS=PERCENT``."""
+    spec, sep, percent_text = text.partition("=")
+    try:
+        percent = float(percent_text)
+    except ValueError:
+        percent = -1.0
+    if not sep or percent < 0:
+        raise ValueError(f"shadow {text!r}: expected MODEL:VERSION=PERCENT or MODEL@ALIAS=PERCENT")
+    model, ref, _ = parse_target(spec)
+    shadow_target = routing_pb2.ShadowTarget(model=model, percent=percent)
+    if isinstance(ref, int):
+        shadow_target.version = ref
+    else:
+        shadow_target.alias = ref
+    return shadow_target
+
+
+def _target_message(spec: TargetSpec, max_batch: int, max_wait_us: int) -> routing_pb2.RouteTarget:
+    model, ref, weight = spec
+    message = routing_pb2.RouteTarget(
+        model=model, weight=weight, max_batch_size=max_batch, max_wait_us=max_wait_us
+    )
+    if isinstance(ref, int):
+        message.version = ref
+    else:
+        message.alias = ref
+    return message
+
+
+def route_text(route: routing_pb2.Route) -> str:
+    parts = [" ".join(target_text(t) for t in route.targets)]
+    parts += [f"shadow {_shadow_text(s)}" for s in route.shadows]
+    if route.HasField("fallback"):
+        parts.append(f"fallback {target_text(route.fallback).rsplit('=', 1)[0]}")
+    if route.sticky_input:
+        parts.append(f"sticky by input '{route.sticky_input}'")
+    return "; ".join(parts)
+
+
+def _shadow_text(shadow_target: routing_pb2.ShadowTarget) -> str:
+    ref = (
+        f":{shadow_target.version}"
+        if shadow_target.WhichOneof("ref") == "version"
+        else f"@{shadow_target.alias}"
+    )
+    return f"{shadow_target.model}{ref}={shadow_target.percent:g}%"
+
+
 def _cmd_route(args: argparse.Namespace) -> int:
     with client_from(args) as client:
         if not args.targets:
@@ -52,11 +117,26 @@ def _cmd_route(args: argparse.Namespace) -> int:
             if route is None:
                 raise ValueError(f"endpoint {args.endpoint!r} has no route")
         else:
-            route = client.set_route(
-                args.endpoint, [parse_target(t) for t in args.targets], args.expected_revision
+            expected = args.expected_revision
+            if expected is None:
+                current = client.get_route(args.endpoint)
+                expected = current.revision if current else 0
+            request = routing_pb2.SetRouteRequest(
+                endpoint=args.endpoint,
+                targets=[
+                    _target_message(parse_target(t), args.max_batch, args.max_wait_us)
+                    for t in args.targets
+                ],
+                expected_revision=expected,
+                shadows=[parse_shadow(s) for s in args.shadow],
+                sticky_input=args.sticky_input,
             )
-        targets = " ".join(target_text(t) for t in route.targets)
-        print(f"{route.endpoint} (revision {route.revision}) -> {targets}")
+            if args.fallback:
+                request.fallback.CopyFrom(
+                    _target_message(parse_target(args.fallback), args.max_batch, args.max_wait_us)
+                )
+            route = client.routing.SetRoute(request)
+        print(f"{route.endpoint} (revision {route.revision}) -> {route_text(route)}")
     return 0
 
 

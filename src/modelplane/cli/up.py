@@ -11,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from modelplane.cli.auth import export_telemetry_token, prepare_local_auth, read_local_token
 from modelplane.cli.common import RUN_FILE, settings_from
 from modelplane.cli.output import stats_table
 from modelplane.client import ModelplaneClient
@@ -25,6 +26,11 @@ def add_commands(sub: Any) -> None:
     up.add_argument("--control-port", type=int)
     up.add_argument("--inference-port", type=int)
     up.add_argument("--replicas", type=int, help="serving replicas")
+    up.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="let every caller do everything (default: tokens, admin token in the data dir)",
+    )
     up.add_argument("--demo", action="store_true", help="run the demo once everything is up")
     up.add_argument("--exit-after-demo", action="store_true", help="stop after the demo")
     up.add_argument("-v", "--verbose", action="store_true")
@@ -35,6 +41,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from modelplane.launcher import LocalStack
 
     settings = settings_from(args)
+    if getattr(args, "no_auth", False):
+        settings = settings.model_copy(update={"auth_enabled": False})
+        settings.model_fields_set.add("auth_enabled")
+    settings, auth_notes = prepare_local_auth(settings)
+    export_telemetry_token(settings)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -54,9 +65,15 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print(f"control plane    {stack.control_address}")
         print(f"inference        {stack.inference_address}")
         print(f"artifacts        {stack.settings.resolved_artifact_root}")
+        for note in auth_notes:
+            print(note)
         print(f"ready in {stack.started_in_s:.1f} s", flush=True)
         if args.demo:
-            _run_demo(stack.control_address, stack.inference_address)
+            _run_demo(
+                stack.control_address,
+                stack.inference_address,
+                read_local_token(settings.data_dir) if settings.auth_enabled else None,
+            )
         if args.exit_after_demo:
             return 0
         print("serving; Ctrl-C to stop", flush=True)
@@ -89,10 +106,10 @@ def _write_run_file(path: Path, stack: Any) -> None:
     )
 
 
-def _run_demo(control: str, inference: str) -> None:
+def _run_demo(control: str, inference: str, token: str | None = None) -> None:
     from modelplane.demo import run_demo
 
-    with ModelplaneClient(control, inference) as client:
+    with ModelplaneClient(control, inference, token=token) as client:
         print("\n== demo ==")
         result = run_demo(client)
         print("\n" + stats_table(result.stats))

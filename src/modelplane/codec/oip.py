@@ -178,13 +178,17 @@ def _from_contents(
     if datatype == BYTES:
         return strings_from_list(list(values), f"input '{name}'").reshape(shape)
     dtype = _NUMPY[datatype]
-    try:
-        array = np.array(values, dtype=dtype)
-    except OverflowError:
-        raise InvalidArgument(
-            f"input '{name}': contents.{field} has a value out of the range of {datatype}"
-        ) from None
-    return array.reshape(shape)
+    if dtype.kind in "iu" and dtype.itemsize < 4:
+        # 8- and 16-bit integers travel in 32-bit fields: numpy would wrap a
+        # value that does not fit, so check the range first.
+        wide = np.array(values, dtype=np.int64)
+        info = np.iinfo(dtype)
+        if wide.size and (int(wide.min()) < info.min or int(wide.max()) > info.max):
+            raise InvalidArgument(
+                f"input '{name}': contents.{field} has a value out of the range of {datatype}"
+            )
+        return wide.astype(dtype).reshape(shape)
+    return np.array(values, dtype=dtype).reshape(shape)
 
 
 def decode_inputs(request: pb.ModelInferRequest, max_tensor_bytes: int) -> dict[str, np.ndarray]:

@@ -27,7 +27,9 @@ def decode_strings(data: bytes, count: int, what: str) -> np.ndarray:
     ``count`` or an element is not UTF-8.
     """
     view = memoryview(data)
-    out = np.empty(count, dtype=object)
+    # Collected first, allocated once the count is proven: a shape claiming billions
+    # of elements in a tiny request must not make the server reserve gigabytes.
+    items: list[str] = []
     offset, size, index = 0, len(view), 0
     while offset < size:
         if offset + 4 > size:
@@ -47,7 +49,7 @@ def decode_strings(data: bytes, count: int, what: str) -> np.ndarray:
                 f"{what}: BYTES data holds more than the {count} elements the shape needs"
             )
         try:
-            out[index] = str(view[offset : offset + length], "utf-8")
+            items.append(str(view[offset : offset + length], "utf-8"))
         except UnicodeDecodeError:
             raise InvalidArgument(
                 f"{what}: BYTES element {index} is not UTF-8 text, which string models take"
@@ -56,6 +58,8 @@ def decode_strings(data: bytes, count: int, what: str) -> np.ndarray:
         index += 1
     if index != count:
         raise InvalidArgument(f"{what}: BYTES data holds {index} elements, the shape needs {count}")
+    out = np.empty(count, dtype=object)
+    out[:] = items
     return out
 
 

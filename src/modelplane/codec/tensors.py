@@ -66,6 +66,9 @@ def domain_dtype(dtype: np.dtype[np.generic]) -> DataType | None:
     return _NUMPY_TO_DOMAIN.get(dtype) or _NUMPY_TO_DOMAIN.get(dtype.newbyteorder("="))
 
 
+_MAX_ELEMENTS = 2**48  # far beyond any real tensor, far below numpy's limit
+
+
 def tensor_to_array(tensor: tensor_pb2.Tensor) -> np.ndarray:
     """A read-only array viewing the tensor's bytes.
 
@@ -81,6 +84,12 @@ def tensor_to_array(tensor: tensor_pb2.Tensor) -> np.ndarray:
     if any(dim < 0 for dim in shape):
         raise InvalidArgument(
             f"input '{tensor.name}': shape {list(shape)} has a negative dimension"
+        )
+    # A zero dimension makes the product 0, yet numpy still refuses a shape whose
+    # other dimensions overflow its index type: refuse it here, with a message.
+    if math.prod(dim for dim in shape if dim) > _MAX_ELEMENTS:
+        raise InvalidArgument(
+            f"input '{tensor.name}': shape {list(shape)} is too large to describe an array"
         )
     data = tensor.data
     if dtype is _OBJECT:

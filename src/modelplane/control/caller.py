@@ -1,8 +1,11 @@
 """The caller of a control-plane request, as recorded in the audit trail.
 
-Until authentication lands, the identity is what the client declares in the
-``x-modelplane-actor`` metadata (default ``anonymous``) and the reason is
-``x-modelplane-reason``; both are cleaned before they are stored.
+With authentication on, the identity is the principal the auth interceptor
+authenticated, and a client-supplied ``x-modelplane-actor`` is ignored (a caller
+must not be able to write someone else's name into the audit trail). With it
+off, the identity is what the client declares in ``x-modelplane-actor`` (default
+``anonymous``). The reason is ``x-modelplane-reason``; both are cleaned before
+they are stored.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from contextlib import contextmanager
 import grpc
 
 from modelplane.registry.audit_context import ANONYMOUS, AuditContext, acting_as
+from modelplane.security.principals import current_principal
 
 ACTOR_HEADER = "x-modelplane-actor"
 REASON_HEADER = "x-modelplane-reason"
@@ -22,7 +26,8 @@ REASON_HEADER = "x-modelplane-reason"
 def caller(context: grpc.ServicerContext) -> Iterator[AuditContext]:
     """Makes the request's actor and reason current for the audit events it causes."""
     metadata = {key: value for key, value in (context.invocation_metadata() or ())}
-    actor = metadata.get(ACTOR_HEADER, ANONYMOUS)
+    principal = current_principal()
+    actor = principal.name if principal is not None else metadata.get(ACTOR_HEADER, ANONYMOUS)
     reason = metadata.get(REASON_HEADER, "")
     with acting_as(
         actor if isinstance(actor, str) else ANONYMOUS,

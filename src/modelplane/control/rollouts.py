@@ -2,11 +2,12 @@
 
 A rollout sends ``steps[0]`` percent of an endpoint's traffic to the canary and
 then, every ``interval_s``, compares the canary with the stable version over the
-time since the step began: p99 ratio, error rate and (when asked and known)
-accuracy delta. While every gate holds the weight advances to the next step;
-reaching 100 promotes the canary. As soon as a gate fails (with at least
-``min_requests`` canary requests in the step, mid-step included) all traffic
-goes back to the stable version.
+time since the step began (read from the aggregator's 10 s slots, so the first
+slot of a step may still hold a few seconds of the previous one): p99 ratio,
+error rate and (when asked and known) accuracy delta. While every gate holds
+the weight advances to the next step; reaching 100 promotes the canary. As soon
+as a gate fails (with at least ``min_requests`` canary requests in the step,
+mid-step included) all traffic goes back to the stable version.
 
 Every weight change goes through ``Registry.set_route`` with the route revision
 the rollout last wrote (compare-and-set), under the audit identity ``rollout``
@@ -287,6 +288,8 @@ class RolloutManager:
                     rollout.endpoint, targets, expected_revision=rollout.route_revision
                 )
         except Aborted:
+            if action == "started":
+                raise  # nothing was written; the caller retries against the new route
             stopped = dataclasses.replace(
                 rollout,
                 state=ABORTED,

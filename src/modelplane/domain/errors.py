@@ -15,6 +15,7 @@ never a stack trace::
     ├── DataLoss               artifact hash mismatch
     ├── Unauthenticated        missing or bad credentials
     ├── PermissionDenied       role too low
+    ├── DeadlineExceeded       the server-side deadline of a request passed
     └── Internal               a bug: logged in full on the server, terse to the client
 """
 
@@ -36,6 +37,7 @@ class ErrorCode(enum.Enum):
     DATA_LOSS = "DATA_LOSS"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     PERMISSION_DENIED = "PERMISSION_DENIED"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     INTERNAL = "INTERNAL"
 
 
@@ -85,6 +87,10 @@ class Unauthenticated(ModelplaneError):
 
 class PermissionDenied(ModelplaneError):
     code = ErrorCode.PERMISSION_DENIED
+
+
+class DeadlineExceeded(ModelplaneError):
+    code = ErrorCode.DEADLINE_EXCEEDED
 
 
 class Internal(ModelplaneError):

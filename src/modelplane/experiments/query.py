@@ -232,7 +232,8 @@ def _sort_value(run: Run, field: str) -> tuple[int, float, str]:
     if isinstance(value, float):
         return (0, value, "")
     number = _number(value) if field.startswith("params.") else None
-    return (0, number, "") if number is not None else (0, 0.0, value)
+    # Numbers before text, so a mixed param column reads 0.001, 0.1, adam.
+    return (0, number, "") if number is not None else (1, 0.0, value)
 
 
 def _sorter(field: str) -> Callable[[Run], tuple[int, float, str]]:

@@ -4,6 +4,8 @@ Keys, all under the registry's ``<prefix>:``::
 
     experiments              hash: name -> JSON {description, created_at_ms}
     runs:<experiment>        hash: run id -> JSON run record (records.py)
+    runs_rev:<experiment>    counter bumped by every change to one of its runs
+    runs_changed:<exp>       sorted set: run id scored by the runs_rev of its last change
     run_experiment           hash: run id -> experiment name
     metric:<run id>:<key>    list of packed point batches (series.py), in logging order
     environments             hash: name -> JSON environment
@@ -35,19 +37,25 @@ from modelplane.domain.experiments import Environment, Experiment, MetricSeries,
 from modelplane.experiments import records, series
 from modelplane.registry import audit_context
 
-AUDIT_MAX_LEN = 100_000
 _CAS_ATTEMPTS = 16
 _PARSE_CACHE_MAX = 200_000
 
-_LUA_PRELUDE = f"""
+# Like the registry's, the audit stream is never trimmed here: a regulated trail
+# must not lose events silently.
+_LUA_PRELUDE = """
 local prefix, actor, reason = ARGV[1], ARGV[2], ARGV[3]
 local function k(...)
-  return prefix .. ':' .. table.concat({{...}}, ':')
+  return prefix .. ':' .. table.concat({...}, ':')
+end
+-- Lets a reader that holds the experiment's runs re-read only those changed since.
+local function touched(exp, run_id)
+  local rev = redis.call('INCR', k('runs_rev', exp))
+  redis.call('ZADD', k('runs_changed', exp), rev, run_id)
 end
 local function audit(action, subject, now, detail, before, after, model, endpoint)
   local gen = redis.call('GET', k('generation')) or '0'
-  redis.call('XADD', k('audit'), 'MAXLEN', '~', {AUDIT_MAX_LEN}, '*',
-    'action', action, 'subject', subject, 'detail', detail or '{{}}',
+  redis.call('XADD', k('audit'), '*',
+    'action', action, 'subject', subject, 'detail', detail or '{}',
     'ts_ms', now, 'generation', gen, 'actor', actor, 'reason', reason,
     'before', before or '', 'after', after or '',
     'model', model or '', 'endpoint', endpoint or '')
@@ -74,6 +82,7 @@ if redis.call('HSETNX', k('run_experiment'), run_id, exp) == 0 then
   return {'exists'}
 end
 redis.call('HSET', k('runs', exp), run_id, record)
+touched(exp, run_id)
 audit('start_run', 'experiment/' .. exp .. '/run/' .. run_id, now,
   cjson.encode({run_id = run_id}), '', record)
 return {'ok'}
@@ -94,6 +103,7 @@ if current ~= expected then
   return {'changed'}
 end
 redis.call('HSET', k('runs', exp), run_id, record)
+touched(exp, run_id)
 for i = 12, #ARGV, 2 do
   redis.call('RPUSH', k('metric', run_id, ARGV[i]), ARGV[i + 1])
 end
@@ -161,10 +171,12 @@ class RedisExperimentStore:
         self._update_run = self._script(_UPDATE_RUN)
         self._set_environment = self._script(_SET_ENVIRONMENT)
         self._record_promotion = self._script(_RECORD_PROMOTION)
-        # Parsed runs by id, reused while the stored text is unchanged: a search
-        # over ten thousand runs costs one HGETALL per experiment and string
-        # compares, not ten thousand JSON parses.
+        # Parsed runs by id, reused while the stored text is unchanged.
         self._parsed: dict[str, tuple[bytes, Run]] = {}
+        # experiment -> (runs_rev read, its runs by id). A search re-reads only
+        # the runs changed since (runs_changed), so ten thousand runs cost two
+        # small round trips, not a 4 MB HGETALL, while training loops log.
+        self._experiment_runs: dict[str, tuple[int, dict[str, Run]]] = {}
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> RedisExperimentStore:
@@ -297,18 +309,43 @@ class RedisExperimentStore:
     def runs(self, experiments: Sequence[str] = ()) -> list[Run]:
         """Every run of the given experiments (all experiments when empty)."""
         with _reachable():
-            names = list(experiments) or [
+            names = list(experiments) or sorted(
                 str(_text(n)) for n in self._redis.hkeys(self._key("experiments"))
-            ]
-            pipe = self._redis.pipeline(transaction=False)
-            for name in names:
-                pipe.hgetall(self._key("runs", name))
-            stored = pipe.execute()
+            )
         found: list[Run] = []
-        for name, by_id in zip(names, stored, strict=True):
-            for run_id, raw in by_id.items():
-                found.append(self._parse(str(_text(run_id)), name, _raw(raw)))
+        for name in names:
+            found.extend(self._runs_of(name).values())
         return found
+
+    def _runs_of(self, experiment: str) -> dict[str, Run]:
+        cached = self._experiment_runs.get(experiment)
+        with _reachable():
+            if cached is None:
+                pipe = self._redis.pipeline(transaction=True)
+                pipe.get(self._key("runs_rev", experiment))
+                pipe.hgetall(self._key("runs", experiment))
+                rev, stored = pipe.execute()
+                by_id = {
+                    str(_text(run_id)): self._parse(str(_text(run_id)), experiment, _raw(raw))
+                    for run_id, raw in stored.items()
+                }
+            else:
+                seen, previous = cached
+                pipe = self._redis.pipeline(transaction=True)
+                pipe.get(self._key("runs_rev", experiment))
+                pipe.zrangebyscore(self._key("runs_changed", experiment), f"({seen}", "+inf")
+                rev, changed = pipe.execute()
+                if not changed:
+                    return previous
+                ids = [str(_text(run_id)) for run_id in changed]
+                # Read after the revision: at worst newer than ``rev``, and re-read next time.
+                stored_list = self._redis.hmget(self._key("runs", experiment), ids)
+                by_id = dict(previous)
+                for run_id, raw in zip(ids, stored_list, strict=True):
+                    if raw is not None:
+                        by_id[run_id] = self._parse(run_id, experiment, _raw(raw))
+        self._experiment_runs[experiment] = (int(rev or 0), by_id)
+        return by_id
 
     def metric_history(self, run_id: str, key: str) -> MetricSeries:
         self._locate(run_id)

@@ -8,8 +8,11 @@ acknowledges in its heartbeat, whose ``loaded`` list the control plane waits
 on (``wait_loaded``). Only then does the route flip; entries expire on their
 own, by which time the route itself keeps the versions loaded.
 
-Replicas also publish their shadow-comparison books under
-``<prefix>:shadow_book:<replica id>`` (short TTL, refreshed with each heartbeat).
+A replica that cannot load a version says so under
+``<prefix>:load_failed:<replica id>`` (JSON list, short TTL), so the wait ends
+at once instead of at its timeout. Replicas also publish their
+shadow-comparison books under ``<prefix>:shadow_book:<replica id>`` (short TTL,
+refreshed with each heartbeat).
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ class RoutePreparation:
     def _preload_key(self) -> str:
         return f"{self._prefix}:preload"
 
+    def _failed_key(self, replica_id: str) -> str:
+        return f"{self._prefix}:load_failed:{replica_id}"
+
     def _book_key(self, replica_id: str) -> str:
         return f"{self._prefix}:shadow_book:{replica_id}"
 
@@ -67,16 +73,18 @@ class RoutePreparation:
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
             raise Unavailable(f"registry store unreachable: {error}") from error
 
-    @staticmethod
     def wait_loaded(
+        self,
         directory: ReplicaDirectory,
         keys: Iterable[VersionKey],
         timeout_s: float,
         sleep: Callable[[float], None] = time.sleep,
     ) -> list[ReplicaStatus]:
-        """Waits until every live replica reports ``keys`` loaded; returns the laggards.
+        """Waits until every live replica reports ``keys`` loaded; returns those that did not.
 
         Empty when all acknowledged (or no replica is live: nobody to wait for).
+        A replica that reported a failed load for a missing key is not waited for
+        any longer, but it is returned.
         """
         wanted = {str(key) for key in keys}
         deadline = time.monotonic() + timeout_s
@@ -84,7 +92,31 @@ class RoutePreparation:
             lagging = [s for s in directory.live() if not wanted.issubset(s.loaded)]
             if not lagging or time.monotonic() >= deadline:
                 return lagging
+            failed = self.failures([s.replica_id for s in lagging])
+            if all(wanted.difference(s.loaded) <= failed.get(s.replica_id, set()) for s in lagging):
+                return lagging
             sleep(_POLL_S)
+
+    def failures(self, replica_ids: list[str]) -> dict[str, set[str]]:
+        """The "model:version" keys each replica last failed to load."""
+        if not replica_ids:
+            return {}
+        try:
+            values = self._redis.mget([self._failed_key(rid) for rid in replica_ids])
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+            raise Unavailable(f"registry store unreachable: {error}") from error
+        return {
+            rid: {str(key) for key in json.loads(_text(value))}
+            for rid, value in zip(replica_ids, values, strict=True)
+            if value is not None
+        }
+
+    def publish_failures(self, replica_id: str, keys: Iterable[VersionKey], ttl_s: float) -> None:
+        names = sorted(str(key) for key in keys)
+        if names:
+            self._redis.set(self._failed_key(replica_id), json.dumps(names), px=int(ttl_s * 1000))
+        else:
+            self._redis.delete(self._failed_key(replica_id))
 
     # ------------------------------------------------------------- replica side
 

@@ -20,7 +20,6 @@ from modelplane.domain.errors import (
     InvalidArgument,
     ModelplaneError,
     NotFound,
-    Unavailable,
 )
 from modelplane.domain.models import (
     Alias,
@@ -65,7 +64,7 @@ class Registry:
         max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
         route_ack_timeout_s: float = 5.0,
         sandbox: Sandbox | None = None,
-        route_prepare_timeout_s: float = 30.0,
+        route_prepare_timeout_s: float | None = None,
         sources: SourcePolicy | None = None,
     ) -> None:
         self.store = store
@@ -77,6 +76,7 @@ class Registry:
         self.max_upload_bytes = max_upload_bytes
         self.route_ack_timeout_s = route_ack_timeout_s
         self.route_prepare_timeout_s = route_prepare_timeout_s
+        """How long a route change waits for loads; None: ``route_ack_timeout_s``."""
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -341,10 +341,12 @@ class Registry:
         """Make-before-break: replicas load the route's versions, then it flips, then it is live.
 
         Every live replica is asked to load the versions the new route needs and
-        must acknowledge (route_prepare.py) before the compare-and-set writes it;
-        a replica that cannot within ``route_prepare_timeout_s`` leaves the route
-        unchanged (UNAVAILABLE). After the flip the call waits for the replicas
-        to serve the new generation.
+        acknowledges in its heartbeat (route_prepare.py) before the compare-and-set
+        writes the route. A replica that has not acknowledged within the timeout
+        is logged and the route flips anyway: such a replica keeps serving the
+        endpoint's previous route until it can load the new versions (replica.py),
+        so no request meets an unloaded version. After the flip the call waits
+        for the replicas to serve the new generation.
         """
         validate_name("endpoint", endpoint)
         checked = tuple(targets)
@@ -409,14 +411,25 @@ class Registry:
         if self.replicas is None or not versions:
             return
         preparation = RoutePreparation(self.replicas.client, self.replicas.prefix)
-        preparation.request(versions)
-        lagging = preparation.wait_loaded(self.replicas, versions, self.route_prepare_timeout_s)
+        timeout = self.route_prepare_timeout_s
+        if timeout is None:
+            timeout = self.route_ack_timeout_s
+        try:
+            preparation.request(versions)
+            lagging = preparation.wait_loaded(self.replicas, versions, timeout)
+        except ModelplaneError as error:
+            # The write below needs Redis too and will say so if it is down.
+            _log.warning("endpoint '%s': could not prepare the replicas: %s", endpoint,
+                         error.message)
+            return
         if lagging:
-            names = ", ".join(sorted(str(key) for key in versions))
-            raise Unavailable(
-                f"endpoint '{endpoint}': replicas "
-                f"{', '.join(status.replica_id for status in lagging)} did not load "
-                f"{names} within {self.route_prepare_timeout_s:.0f} s; the route is unchanged"
+            _log.warning(
+                "endpoint '%s': replicas %s did not load %s within %.1f s; they keep the "
+                "previous route until they can",
+                endpoint,
+                ", ".join(status.replica_id for status in lagging),
+                ", ".join(sorted(str(key) for key in versions)),
+                timeout,
             )
 
     def get_route(self, endpoint: str) -> Route:

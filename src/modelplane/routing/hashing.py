@@ -6,10 +6,11 @@ this the right tool for gradual rollouts:
 
 - a key's choice depends only on its own scores, not on the order or number of
   the other candidates, so a key stays on its version across route revisions;
-- when weight moves from some versions to others, a key only ever moves *to* a
-  version whose weight grew (its score rose) or *away from* one whose weight
-  shrank: exactly the keys that must move do, and no key moves between two
-  versions whose weights did not change.
+- a key moves from version X to version Y only if Y's weight grew relative to
+  X's (its winner changes only when ``w_Y / w_X`` passes the key's own fixed
+  threshold). In a rollout from one version to another, exactly the keys the
+  weight shift demands move, all from old to new, and none ever comes back;
+  a version that gains against all others never loses a key.
 
 The share of keys each version receives converges to its share of the weight.
 """

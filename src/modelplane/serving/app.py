@@ -36,14 +36,31 @@ def otlp_endpoint(settings: Settings) -> str | None:
     return None
 
 
+def _node_name() -> str:
+    """Host name plus Ray node id: several Ray nodes may share one host."""
+    import socket
+
+    import ray
+
+    return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
+
+
 @serve.deployment(name="DataPlane")
 class DataPlane:
     """One replica: a ``ReplicaRuntime`` that is serving when the constructor returns."""
 
     def __init__(self, settings_json: str) -> None:
         settings = Settings.model_validate_json(settings_json)
+        if settings.bind_node_ip:
+            # Listen on (and advertise) this Ray node's address, so the replica
+            # directory tells clients where each node's replicas answer.
+            import ray
+
+            node_ip = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+            settings = settings.model_copy(update={"host": node_ip})
         replica_id = serve.get_replica_context().replica_tag
         self._telemetry: Any = None
+        self._metrics_server: Any = None
         endpoint = otlp_endpoint(settings)
         if endpoint is not None and settings.telemetry_enabled:
             # Imported here: the OTel SDK is only needed where a replica runs.
@@ -52,6 +69,15 @@ class DataPlane:
             endpoints = [endpoint]
             if settings.otlp_collector_endpoint:
                 endpoints.append(settings.otlp_collector_endpoint)
+            prometheus = None
+            if settings.replica_metrics_port is not None:
+                from modelplane.telemetry.prometheus import MetricsServer, ReplicaMetrics
+
+                prometheus = ReplicaMetrics(settings.prometheus_max_series)
+                self._metrics_server = MetricsServer(
+                    [prometheus], settings.host, settings.replica_metrics_port
+                )
+                _log.info("replica %s: /metrics on port %d", replica_id, self._metrics_server.port)
             self._telemetry = DataPlaneTelemetry(
                 endpoints,
                 SERVICE_NAME,
@@ -59,9 +85,12 @@ class DataPlane:
                 metric_export_interval_ms=settings.metric_export_interval_ms,
                 trace_sample_ratio=settings.trace_sample_ratio,
                 slow_request_threshold_ms=settings.slow_request_threshold_ms,
+                prometheus=prometheus,
             )
         try:
-            self._runtime = ReplicaRuntime(settings, replica_id, telemetry=self._telemetry)
+            self._runtime = ReplicaRuntime(
+                settings, replica_id, telemetry=self._telemetry, node=_node_name()
+            )
         except BaseException:
             if self._telemetry is not None:
                 self._telemetry.shutdown()
@@ -84,19 +113,44 @@ class DataPlane:
         telemetry = getattr(self, "_telemetry", None)
         if telemetry is not None:
             telemetry.shutdown()
+        metrics_server = getattr(self, "_metrics_server", None)
+        if metrics_server is not None:
+            metrics_server.stop()
 
 
-def bind_data_plane(settings: Settings) -> Any:
-    """The data plane as a Serve application, ready for ``serve.run``."""
+def bind_data_plane(settings: Settings, scaling: dict[str, Any] | None = None) -> Any:
+    """The data plane as a Serve application, ready for ``serve.run``.
+
+    ``scaling`` replaces ``num_replicas`` (e.g. ``{"autoscaling_config": {...}}``).
+    """
     # The decorator turned the class into a Serve Deployment; mypy still sees the class.
     deployment: Any = DataPlane
-    return deployment.options(
-        num_replicas=settings.replicas,
-        ray_actor_options={
+    options: dict[str, Any] = {
+        "ray_actor_options": {
             "num_cpus": settings.replica_num_cpus,
             "runtime_env": {"env_vars": dict(REPLICA_ENV)},
         },
-    ).bind(settings.model_dump_json())
+    }
+    options.update(scaling if scaling is not None else {"num_replicas": settings.replicas})
+    configured = deployment.options(**options)
+    # A stable code version: Serve then applies a change of replica count or
+    # autoscaling in place instead of replacing every replica (serve.run gives
+    # each deploy a random version otherwise). Any other setting changes it.
+    configured._version = deployment_version(settings)
+    return configured.bind(settings.model_dump_json())
+
+
+def deployment_version(settings: Settings) -> str:
+    """Hash of everything but the replica count: equal versions scale in place."""
+    import hashlib
+
+    text = settings.model_dump_json(exclude={"replicas"})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def app_name_for(group: str) -> str:
+    """Serve application of a serving group; the default group keeps the historic name."""
+    return APP_NAME if group == "default" else f"{APP_NAME}-{group}"
 
 
 def app(args: dict[str, Any]) -> Any:
@@ -108,7 +162,9 @@ def app(args: dict[str, Any]) -> Any:
     return bind_data_plane(Settings(**args))
 
 
-def deploy_data_plane(settings: Settings, app_name: str = APP_NAME) -> None:
+def deploy_data_plane(
+    settings: Settings, app_name: str = APP_NAME, scaling: dict[str, Any] | None = None
+) -> None:
     """Deploys (or updates) the data plane; returns once every replica is serving.
 
     ``serve.run`` waits for the replicas to be healthy, and a replica's
@@ -121,7 +177,9 @@ def deploy_data_plane(settings: Settings, app_name: str = APP_NAME) -> None:
             "inference_port: replicas share one port through SO_REUSEPORT, pick it before deploying"
         )
     serve.start(proxy_location="Disabled")
-    serve.run(bind_data_plane(settings), name=app_name, route_prefix=None, blocking=False)
+    serve.run(
+        bind_data_plane(settings, scaling), name=app_name, route_prefix=None, blocking=False
+    )
     _log.info(
         "data plane: %d replica(s) serving on %s", settings.replicas, settings.inference_address
     )

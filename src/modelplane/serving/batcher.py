@@ -117,10 +117,23 @@ class VersionRunner:
         rows = _rows(inputs)
         group = (names, *((n, a.dtype.str, a.shape[1:]) for n, a in sorted(inputs.items())))
         future: asyncio.Future[Outputs] = loop.create_future()
-        self._pending.append(_Item(inputs, names, rows, group, future))
+        item = _Item(inputs, names, rows, group, future)
         if not self._draining:
+            # Nothing running: this request goes at once, on the same path as
+            # an unbatched one, and whoever arrives meanwhile queues for the
+            # next run.
             self._draining = True
-            self._drain_task = loop.create_task(self._drain())
+            try:
+                (result,) = await loop.run_in_executor(self._thread(), self._run_batch, [item])
+            finally:
+                if self._pending:
+                    self._drain_task = loop.create_task(self._drain())
+                else:
+                    self._draining = False
+            if isinstance(result, Exception):
+                raise result
+            return result
+        self._pending.append(item)
         return await future
 
     # ---------------------------------------------------------------- internals
@@ -194,7 +207,14 @@ class VersionRunner:
             for name in batch[0].inputs
         }
         total = sum(item.rows for item in batch)
-        outputs = model.run_checked(stacked, names)
+        try:
+            outputs = model.run_checked(stacked, names)
+        except Exception:
+            # A model may declare a dynamic first dimension and still fail on
+            # stacked rows: run each caller alone, so only a caller whose own
+            # request fails hears an error.
+            _log.debug("stacked run of %s failed; running callers alone", model.key, exc_info=True)
+            return [_guarded(model, item.inputs, item.names) for item in batch]
         if any(array.ndim == 0 or array.shape[0] != total for array in outputs.values()):
             # An output that is not row-major in the batch cannot be split:
             # answer each caller with a run of its own instead.

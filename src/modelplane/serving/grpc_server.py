@@ -43,6 +43,9 @@ class GrpcServerThread:
         reuse_port: bool = True,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         name: str = "grpc-server",
+        interceptors: Sequence[aio.ServerInterceptor] = (),
+        credentials: grpc.ServerCredentials | None = None,
+        maximum_concurrent_rpcs: int | None = None,
     ) -> None:
         self._address = address
         self._registrars = list(registrars)
@@ -53,6 +56,10 @@ class GrpcServerThread:
             ("grpc.max_receive_message_length", max_message_bytes),
         ]
         self._name = name
+        # Run after the error interceptor (inside it), so their refusals become status.
+        self._interceptors = list(interceptors)
+        self._credentials = credentials
+        self._maximum_concurrent_rpcs = maximum_concurrent_rpcs
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: aio.Server | None = None
         self._health: Any = None
@@ -113,7 +120,12 @@ class GrpcServerThread:
     async def _startup(self) -> None:
         # grpc.aio binds a server to the loop running when it is created, so
         # everything is built here, on the server's own loop.
-        server = aio.server(interceptors=[AsyncErrorInterceptor()], options=self._options)
+        server = aio.server(
+            interceptors=[AsyncErrorInterceptor(), *self._interceptors],
+            options=self._options,
+            # Beyond this, RESOURCE_EXHAUSTED at once: a replica never queues without bound.
+            maximum_concurrent_rpcs=self._maximum_concurrent_rpcs,
+        )
         for register in self._registrars:
             register(server)
         health = health_aio.HealthServicer()
@@ -128,7 +140,10 @@ class GrpcServerThread:
             ),
             server,
         )
-        port = server.add_insecure_port(self._address)
+        if self._credentials is not None:
+            port = server.add_secure_port(self._address, self._credentials)
+        else:
+            port = server.add_insecure_port(self._address)
         if port == 0:
             raise RuntimeError("bind failed")
         await server.start()

@@ -29,7 +29,7 @@ from modelplane.codec.oip import (
     parse_version,
     tensor_metadata,
 )
-from modelplane.domain.errors import ModelplaneError, NotFound
+from modelplane.domain.errors import FailedPrecondition, InvalidArgument, ModelplaneError, NotFound
 from modelplane.domain.models import VersionKey
 from modelplane.oip import grpc_service_pb2 as pb
 from modelplane.oip import grpc_service_pb2_grpc as pb_grpc
@@ -109,7 +109,7 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
             if len(models) == 1:
                 return InferenceRequest(None, models.pop(), version, None, {}, ())
             if len(models) > 1:
-                raise NotFound(
+                raise InvalidArgument(
                     f"model_version: endpoint '{name}' routes to several models "
                     f"({', '.join(sorted(models))}); name one of them to pin a version"
                 )
@@ -119,10 +119,8 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         """The versions a name (and version) can answer with now; raises NotFound/..."""
         target = self._target(table, name, version)
         if target.endpoint is not None:
-            route = table.route(target.endpoint)
-            if not route.keys:
-                return []
-            return list(route.keys)
+            route = table.endpoint(target.endpoint)
+            return list(route.keys) if route is not None else []
         assert target.model is not None
         return [table.resolve_model(target.model, target.version, None)]
 
@@ -168,8 +166,9 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         name = request.name
         keys = self._resolve(table, name, parse_version(request.version, "version"))
         if not keys:
-            route = table.route(name)
-            raise NotFound(f"endpoint '{name}' has no servable target: {route.problem}")
+            route = table.endpoint(name)
+            problem = route.problem if route is not None else "no route"
+            raise FailedPrecondition(f"endpoint '{name}' has no servable target: {problem}")
         # An endpoint split across versions answers with the signature of its
         # first target: a route's versions are expected to share one signature.
         signature = table.version_info(keys[0]).signature
@@ -194,7 +193,10 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         telemetry = self._telemetry
         if telemetry is None:
             return await self._infer(request, metadata)
-        with telemetry.observe_predict(metadata, request.model_name) as observation:
+        # Filed under the endpoint when the name is one, so a request failing
+        # before routing still counts against it; a model name is not an endpoint.
+        endpoint = request.model_name if self.predictor.table.endpoint(request.model_name) else ""
+        with telemetry.observe_predict(metadata, endpoint) as observation:
             response = await self._infer(request, metadata)
             params = response.parameters
             observation.answered(

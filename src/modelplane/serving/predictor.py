@@ -138,14 +138,24 @@ class Predictor:
             )
             self._runners[model.key] = runner
             self._configure(runner, self.table)
+            one_row = runner.one_row_us
+            _log.info(
+                "%s runs %s (one-row run %s, batchable %s)",
+                model.key,
+                runner.mode,
+                "unknown" if one_row is None else f"{one_row:.0f} us",
+                runner.batchable,
+            )
         return runner
 
     def table_changed(self, table: RouteTable) -> None:
         """Applies a new table's batching limits and forgets runners of unloaded versions."""
+        # Called on the watcher thread while the loop reads and adds runners:
+        # iterate over a copy and replace the dict whole, never mutate it here.
         loaded = self.sessions.loaded_keys()
-        for key in [key for key in self._runners if key not in loaded]:
-            del self._runners[key]
-        for runner in self._runners.values():
+        kept = {key: runner for key, runner in list(self._runners.items()) if key in loaded}
+        self._runners = kept
+        for runner in kept.values():
             self._configure(runner, table)
 
     def _configure(self, runner: VersionRunner, table: RouteTable) -> None:

@@ -19,13 +19,12 @@ import socket
 import threading
 from typing import Any
 
-import redis
-
 from modelplane.config import Settings
 from modelplane.domain.errors import FailedPrecondition
 from modelplane.domain.models import ServingSnapshot, VersionKey
 from modelplane.oip import grpc_service_pb2_grpc as oip_pb2_grpc
 from modelplane.registry.artifacts import ArtifactStore
+from modelplane.registry.redis_connect import connect
 from modelplane.registry.redis_store import RedisRegistryStore
 from modelplane.registry.replicas import ReplicaDirectory
 from modelplane.registry.route_prepare import RoutePreparation
@@ -38,6 +37,7 @@ from modelplane.serving.oip_repository import OipRepository
 from modelplane.serving.oip_servicer import SERVICE_NAME as OIP_SERVICE
 from modelplane.serving.oip_servicer import OipServicer
 from modelplane.serving.predictor import BatchingDefaults, Predictor
+from modelplane.serving.security import data_plane_security
 from modelplane.serving.sessions import SessionCache
 from modelplane.v1 import inference_pb2, inference_pb2_grpc
 
@@ -77,7 +77,7 @@ class ReplicaRuntime:
         # Versions the control plane asked to have loaded before a route flips.
         self._preloaded: set[VersionKey] = set()
 
-        self._redis = redis.Redis.from_url(
+        self._redis = connect(
             settings.redis_url,
             decode_responses=True,
             socket_connect_timeout=2.0,
@@ -104,6 +104,16 @@ class ReplicaRuntime:
             ),
         )
         self._preparation = RoutePreparation(self._redis, settings.key_prefix)
+        _log.info(
+            "replica %s: onnxruntime intra-op %d, inter-op %d threads, spinning %s; "
+            "batching up to %d rows, max wait %d us",
+            replica_id,
+            settings.ort_intra_op_threads,
+            settings.ort_inter_op_threads,
+            "on" if settings.ort_allow_spinning else "off",
+            settings.batch_max_size,
+            settings.batch_max_wait_us,
+        )
         self.servicer = InferenceServicer(self.predictor, telemetry=telemetry)
         # The Open Inference Protocol on the same address; its repository calls
         # (load/unload/index) go through the registry use cases, off the predict path.
@@ -118,6 +128,7 @@ class ReplicaRuntime:
             ),
             ready=lambda: self._synced and not self._closed,
             telemetry=telemetry,
+            max_tensor_bytes=settings.max_message_bytes,
         )
         self._watcher = SnapshotWatcher(
             self._store.snapshot, self._redis, self._store.changes_channel, self._apply
@@ -128,6 +139,7 @@ class ReplicaRuntime:
             [INFERENCE_SERVICE, OIP_SERVICE],
             reuse_port=reuse_port,
             name=f"grpc[{replica_id}]",
+            **data_plane_security(settings).kwargs(),
         )
         self._heartbeat_stop = threading.Event()
         self._heartbeat_now = threading.Event()
@@ -188,11 +200,14 @@ class ReplicaRuntime:
                 and preload <= self._preloaded
             ):
                 return  # a resync that found nothing new
+            preload_failures: dict[VersionKey, Exception] = {}
             if not preload <= self._preloaded:
                 # Make-before-break, step one: load what a coming route change
                 # needs; the heartbeat's "loaded" list is the acknowledgement.
                 wanted = sorted(preload - self._preloaded, key=str)
-                self.sessions.ensure_loaded(snapshot.versions[key] for key in wanted)
+                preload_failures = self.sessions.ensure_loaded(
+                    snapshot.versions[key] for key in wanted
+                )
             self._preloaded = preload
             new = RouteTable.from_snapshot(snapshot)
             failed_endpoints: set[str] = set()
@@ -212,6 +227,7 @@ class ReplicaRuntime:
                     sorted(failed_endpoints),
                 )
                 new = new.keeping(current, failed_endpoints)
+            self._report_load_failures({*preload_failures, *failures})
             self.predictor.table = new
             self.predictor.table_changed(new)
             if not failures:
@@ -232,6 +248,13 @@ class ReplicaRuntime:
             needed | self._previous_needed | known | self._preloaded
         )
         self._previous_needed = needed
+
+    def _report_load_failures(self, keys: set[VersionKey]) -> None:
+        # Lets a waiting route change stop waiting for this replica at once.
+        try:
+            self._preparation.publish_failures(self.replica_id, keys, ttl_s=60.0)
+        except Exception as error:  # advisory, like the heartbeat
+            _log.warning("could not report failed loads: %s", error)
 
     def _pending_preloads(self, snapshot: ServingSnapshot) -> set[VersionKey]:
         try:
@@ -276,7 +299,7 @@ class ReplicaRuntime:
         if self._closed:
             return
         self._closed = True
-        self._server.stop()
+        self._server.stop(self.settings.shutdown_grace_s)
         self._watcher.stop()
         self._heartbeat_stop.set()
         self._heartbeat_now.set()

@@ -96,6 +96,7 @@ from modelplane.telemetry.names import (
     RPC_METHOD,
     RPC_SERVICE,
 )
+from modelplane.telemetry.prometheus import ReplicaMetrics
 from modelplane.telemetry.slowest import SlowestPerKey
 
 __all__ = ["DataPlaneTelemetry", "PredictObservation"]
@@ -235,6 +236,10 @@ class PredictObservation:
         if exc is not None:
             status = self._failed(exc, end_ns)
         owner._finished(self, duration_ns)
+        if owner._prometheus is not None:
+            owner._prometheus.observe(
+                self._endpoint, self._model, self._version, duration_ns / 1e9, status == OK
+            )
         owner._histogram.record(
             duration_ns / 1e9,
             attributes=owner._metric_attributes(self._endpoint, self._model, self._version, status),
@@ -278,6 +283,7 @@ class DataPlaneTelemetry:
         export_timeout_s: float = 5.0,
         record_predictions: bool = True,
         drift_rows_per_interval: int = 16,
+        prometheus: ReplicaMetrics | None = None,
     ) -> None:
         if metric_export_interval_ms <= 0:
             raise ValueError(
@@ -293,6 +299,7 @@ class DataPlaneTelemetry:
         if max_queue_size < 1:
             raise ValueError(f"max_queue_size must be >= 1, got {max_queue_size}")
         self._clock_ns = clock_ns
+        self._prometheus = prometheus
         # 0 turns the rule off: every request would be "slow" otherwise.
         self._slow_ns = int(slow_request_threshold_ms * 1e6) if slow_request_threshold_ms else -1
         self._max_queue_size = max_queue_size

@@ -4,11 +4,12 @@ Replicas export a sample of every input feature and output value per version as
 the histogram ``modelplane.feature.value`` (the same bins on every replica, so
 histograms add up). OTel histograms refuse negative values, so what is recorded
 is each value's bin index over ``DRIFT_BOUNDS`` (``bin_index``), on the index
-bounds ``INDEX_BOUNDS``: bucket i of the exported histogram is drift bin i. Per (endpoint, model, version, feature)
-the first ``baseline_count`` observations form the baseline; what came in over
-the last ``window_s`` seconds is compared with it by the population stability
-index (PSI) and the Kolmogorov-Smirnov statistic (the largest gap between the
-two binned CDFs). A version's drift is the worst of its features.
+bounds ``INDEX_BOUNDS``: bucket i of the exported histogram is drift bin i.
+Per (endpoint, model, version, feature) the first ``baseline_count``
+observations form the baseline; what came in over the last ``window_s``
+seconds is compared with it by the population stability index (PSI) and the
+Kolmogorov-Smirnov statistic (the largest gap between the two binned CDFs).
+A version's drift is the worst of its features.
 
 Rule of thumb for PSI: < 0.1 stable, 0.1-0.25 some shift, > 0.25 drifted.
 """
@@ -120,17 +121,14 @@ class DriftTracker:
             state = features.setdefault(feature, _Feature())
             remaining = list(counts)
             room = self._baseline_count - state.baseline_count
-            if room > 0:
-                # Fill the baseline first, bin by bin, up to exactly baseline_count.
-                for i, n in enumerate(remaining):
-                    take = min(n, room)
-                    if take:
-                        state.baseline[i] += take
-                        state.baseline_count += take
-                        remaining[i] -= take
-                        room -= take
-                    if room == 0:
-                        break
+            total = sum(remaining)
+            if room > 0 and total > 0:
+                # The baseline takes what it still lacks, as the same share of every
+                # bin (a batch straddling the boundary must not bias it).
+                for i, take in enumerate(_apportion(remaining, min(room, total))):
+                    state.baseline[i] += take
+                    state.baseline_count += take
+                    remaining[i] -= take
             if any(remaining):
                 state.recent.append((time_s, remaining))
             cutoff = self._clock() - self._window_s
@@ -164,3 +162,14 @@ class DriftTracker:
                 if worst is not None:
                     result[key] = worst
         return result
+
+
+def _apportion(counts: Sequence[int], seats: int) -> list[int]:
+    """``seats`` split over the bins in proportion to ``counts`` (largest remainders)."""
+    total = sum(counts)
+    exact = [n * seats / total for n in counts]
+    taken = [math.floor(x) for x in exact]
+    by_remainder = sorted(range(len(counts)), key=lambda i: exact[i] - taken[i], reverse=True)
+    for i in by_remainder[: seats - sum(taken)]:
+        taken[i] += 1
+    return taken

@@ -40,7 +40,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from modelplane.telemetry.aggregator import StatsAggregator
 from modelplane.telemetry.cumulative import CumulativeToDelta
 from modelplane.telemetry.drift import INDEX_BOUNDS, DriftTracker
-from modelplane.telemetry.feedback import PredictionRecord, PredictionStore, record_from_json
+from modelplane.telemetry.feedback import PredictionStore, checked_record
 from modelplane.telemetry.names import (
     ATTR_ENDPOINT,
     ATTR_FEATURE,
@@ -278,7 +278,7 @@ class LogsReceiver(logs_service_pb2_grpc.LogsServiceServicer):
     ) -> logs_service_pb2.ExportLogsServiceResponse:
         rejected = 0
         error = ""
-        records: list[PredictionRecord] = []
+        records: list[tuple[str, str]] = []
         for resource_logs in request.resource_logs:
             for scope_logs in resource_logs.scope_logs:
                 for log_record in scope_logs.log_records:
@@ -289,12 +289,13 @@ class LogsReceiver(logs_service_pb2_grpc.LogsServiceServicer):
                         batch = json.loads(body)
                         if not isinstance(batch, list):
                             raise ValueError("body must be a JSON list of prediction records")
-                        records.extend(record_from_json(item) for item in batch)
+                        # All or nothing per log record: a bad entry rejects its batch.
+                        records.extend([checked_record(item) for item in batch])
                     except (ValueError, TypeError, AttributeError) as exc:
                         rejected += 1
                         error = f"{PREDICTIONS_EVENT}: {exc}"[:300]
         if records and self._predictions is not None:
-            self._predictions.put_many(records)
+            self._predictions.put_texts(records)
         response = logs_service_pb2.ExportLogsServiceResponse()
         if rejected:
             response.partial_success.rejected_log_records = rejected

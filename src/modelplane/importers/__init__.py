@@ -1,0 +1,1 @@
+"""Bringing models and their history over from other registries."""

@@ -1,0 +1,99 @@
+"""Server-side deadlines and request-size limits for the replicas' ``grpc.aio`` server.
+
+A call without a deadline gets the default one; a longer one is cut to the
+maximum, so no request can hold a replica's resources forever. Tensors are
+checked on their declared shapes before anything is decoded or allocated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias
+
+import grpc
+from grpc import aio
+
+from modelplane.domain.errors import DeadlineExceeded, InvalidArgument
+
+_Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+
+def check_tensor_limits(request: Any, max_rows: int, max_elements: int) -> None:
+    """Refuses inputs whose declared shape exceeds the limits (0 disables a limit)."""
+    for tensor in getattr(request, "inputs", ()):
+        shape = list(getattr(tensor, "shape", ()))
+        name = getattr(tensor, "name", "")
+        if max_rows and shape and shape[0] > max_rows:
+            raise InvalidArgument(
+                f"inputs[{name}].shape[0]: {shape[0]} rows exceed the limit of {max_rows} "
+                "per request; split the batch"
+            )
+        if max_elements and shape and all(d >= 0 for d in shape):
+            elements = math.prod(shape)
+            if elements > max_elements:
+                raise InvalidArgument(
+                    f"inputs[{name}].shape: {elements} elements exceed the limit of "
+                    f"{max_elements} per tensor"
+                )
+
+
+class AsyncLimitsInterceptor(aio.ServerInterceptor):
+    """Bounds unary calls' run time and the size of their tensors."""
+
+    def __init__(
+        self,
+        default_deadline_s: float,
+        max_deadline_s: float,
+        max_rows: int = 0,
+        max_elements: int = 0,
+    ) -> None:
+        self._default = default_deadline_s
+        self._max = max_deadline_s
+        self._max_rows = max_rows
+        self._max_elements = max_elements
+        self._cache: dict[str, tuple[_Handler, _Handler]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> _Handler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        if not inspect.iscoroutinefunction(handler.unary_unary):
+            return handler
+        method = handler_call_details.method
+        cached = self._cache.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            self._bounded(handler.unary_unary, method),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+        self._cache[method] = (handler, wrapped)
+        return wrapped
+
+    def _budget(self, context: Any) -> float:
+        remaining = context.time_remaining()
+        if remaining is None or remaining > 1e8:  # grpc reports "no deadline" as huge
+            return self._default
+        return min(float(remaining), self._max)
+
+    def _bounded(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+        async def bounded(request: Any, context: Any) -> Any:
+            check_tensor_limits(request, self._max_rows, self._max_elements)
+            budget = self._budget(context)
+            try:
+                return await asyncio.wait_for(behavior(request, context), budget)
+            except asyncio.TimeoutError:
+                raise DeadlineExceeded(
+                    f"{method}: not answered within {budget:.3g} s (the server caps a "
+                    f"request at {self._max:.3g} s, {self._default:.3g} s without a deadline)"
+                ) from None
+
+        return bounded

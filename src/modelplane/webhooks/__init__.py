@@ -1,0 +1,1 @@
+"""Webhooks: lifecycle events delivered as signed HTTP POSTs, so alerts can start retraining."""
