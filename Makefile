@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test proto proto-check lint bench bench-smoke chaos clean cluster-test bench-scale oip-venv bench-oip bench-telemetry bench-swap bench-batching
+.PHONY: run test proto proto-check lint bench bench-smoke chaos clean cluster-test bench-scale oip-venv bench-oip bench-telemetry bench-swap bench-batching bench-tracking
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,8 +47,20 @@ proto: $(STAMP)
 
 ## make bench: every figure of BENCHMARKS.md in one run (~15 min): modelplane, the bare
 ## grpc.aio server, Ray Serve's stock proxy and in-process onnxruntime side by side.
+## make bench-tracking: what logging 100,000 metric points adds to a training loop.
+bench-tracking: $(STAMP)
+	$(BIN)/python -m loadtests.tracking_overhead --points 100000 --repeats 3
+
 bench: $(STAMP)
 	$(BIN)/python -m loadtests.bench
+
+## make chaos: the fault tests stretched (Redis, control plane and replica kills, 20 s
+## phases), fuzzing with 2,000 examples per message, then a Ray Serve replica killed every
+## 10 s for 5 minutes under load; prints the success figures.
+chaos: $(STAMP)
+	MODELPLANE_CHAOS_SECONDS=20 MODELPLANE_FUZZ_EXAMPLES=2000 $(BIN)/pytest -q -s -p no:cacheprovider --timeout 3600 \
+		tests/integration/test_chaos.py tests/fuzz
+	$(BIN)/python -m loadtests.chaos_replicas --seconds 300 --interval 10
 
 ## make bench-smoke: the same harness for seconds (floor, bare, control-plane figures).
 bench-smoke: $(STAMP)

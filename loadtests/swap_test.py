@@ -25,17 +25,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing as mp
 import random
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import numpy as np
@@ -103,11 +103,15 @@ async def _closed_loop_capacity(
     return done / seconds
 
 
+class _Stop(Protocol):
+    def is_set(self) -> bool: ...
+
+
 async def _open_loop(
     address: str,
     request: bytes,
     rate: float,
-    stop: threading.Event,
+    stop: _Stop,
     recorder: Recorder,
     max_outstanding: int = 512,
     seed: int = 0,
@@ -144,6 +148,49 @@ async def _open_loop(
             task.add_done_callback(tasks.discard)
         if tasks:
             await asyncio.gather(*tasks)
+
+
+def _client_process(
+    address: str, request: bytes, rate: float, stop: Any, out: Any, ready: Any
+) -> None:
+    """The load in a process of its own, so the control-plane calls made by the
+    parent never compete with it for the GIL (and never inflate its latencies)."""
+    recorder = Recorder()
+
+    async def run() -> None:
+        async with grpc.aio.insecure_channel(address) as channel:
+            await channel.channel_ready()
+        ready.set()
+        await _open_loop(address, request, rate, stop, recorder)
+
+    asyncio.run(run())
+    out.put([(a.intended, a.received, a.version, a.error) for a in recorder.answers])
+
+
+@contextmanager
+def _load(address: str, request: bytes, rate: float, recorder: Recorder) -> Iterator[None]:
+    """Open-loop load from a child process while the body runs; answers land in ``recorder``."""
+    ctx = mp.get_context("spawn")
+    stop, ready, out = ctx.Event(), ctx.Event(), ctx.Queue()
+    child = ctx.Process(
+        target=_client_process, args=(address, request, rate, stop, out, ready),
+        name="swap-load", daemon=True,
+    )
+    child.start()
+    try:
+        if not ready.wait(60):
+            raise RuntimeError("the load process did not connect within 60 s")
+        yield
+    finally:
+        stop.set()
+        try:
+            rows = out.get(timeout=60)  # before join: a big payload blocks the child's exit
+            recorder.answers.extend(Answer(*row) for row in rows)
+        finally:
+            child.join(timeout=10)
+            if child.is_alive():
+                child.kill()
+                child.join(timeout=5)
 
 
 # ------------------------------------------------------------------- analysis
@@ -265,15 +312,8 @@ def run_swap_test(
         rate = capacity * load_fraction
         say(f"capacity {capacity:.0f} req/s (closed loop, 16 in flight); open loop at {rate:.0f}/s")
     recorder = Recorder()
-    stop = threading.Event()
     start = time.monotonic()
-    client = threading.Thread(
-        target=lambda: asyncio.run(_open_loop(address, request, rate, stop, recorder)),
-        name="swap-load",
-        daemon=True,
-    )
-    client.start()
-    try:
+    with _load(address, request, rate, recorder):
         time.sleep(steady_s)
         current = a
         for i in range(swaps):
@@ -290,9 +330,6 @@ def run_swap_test(
             _route(registry, weights, recorder, f"rollout {share}%")
             time.sleep(seconds_between)
         time.sleep(steady_s)
-    finally:
-        stop.set()
-        client.join(timeout=30)
     bad = disallowed(recorder, frozenset({a}), start)
     errors = Counter(answer.error for answer in recorder.answers if answer.error)
     split = phases(recorder, settle_s)

@@ -12,6 +12,12 @@ for a training step; the smaller it is, the larger the relative cost.
 from __future__ import annotations
 
 import argparse
+import os
+
+# One BLAS thread: on a shared machine, spinning BLAS threads make both loops
+# noise. Set before numpy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 import statistics
 import subprocess
 import sys

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from types import TracebackType
+from typing import Any
 
 from modelplane.config import Settings
 from modelplane.control.server import ControlPlane
@@ -77,11 +78,17 @@ class LocalStack:
         if self.settings.ray_address:
             ray.init(address=self.settings.ray_address, log_to_driver=False)
         else:
+            # No dashboard, hence no job-submission API (the ShadowRay surface); and
+            # a local install keeps Ray's own ports (GCS, raylet, object store) on
+            # loopback when the platform itself listens there.
+            loopback = self.settings.host in ("127.0.0.1", "localhost")
+            node: dict[str, Any] = {"_node_ip_address": "127.0.0.1"} if loopback else {}
             ray.init(
                 num_cpus=self.settings.ray_num_cpus,
                 include_dashboard=False,
                 log_to_driver=False,
                 configure_logging=False,
+                **node,
             )
         self._ray_started = True
 

@@ -45,7 +45,7 @@ ACTOR_HEADER = "x-modelplane-actor"
 # Points kept while the control plane cannot be reached; past this the oldest go.
 MAX_PENDING_POINTS = 2_000_000
 # A batch larger than this is split, keeping each message well under gRPC limits.
-MAX_POINTS_PER_CALL = 200_000
+MAX_POINTS_PER_CALL = 100_000
 UPLOAD_CHUNK_BYTES = 1 << 20
 _RETRYABLE = (
     grpc.StatusCode.UNAVAILABLE,

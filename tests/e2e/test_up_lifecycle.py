@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 import psutil
 import pytest
@@ -50,7 +51,15 @@ def test_up_serves_and_sigterm_stops_everything_it_started(tmp_path: Path) -> No
     children: list[psutil.Process] = []
     try:
         addresses = _read_until_ready(process, timeout_s=120)
-        with ModelplaneClient(addresses["control plane"], addresses["inference"]) as client:
+        # Auth is on by default: the admin token `up` wrote for the local CLI.
+        token = (tmp_path / "auth" / "admin.token").read_text().strip()
+        with ModelplaneClient(addresses["control plane"], addresses["inference"]) as anonymous:
+            with pytest.raises(grpc.RpcError) as refused:
+                anonymous.list_models()
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with ModelplaneClient(
+            addresses["control plane"], addresses["inference"], token=token
+        ) as client:
             version = client.register("lifecycle", linear_model())
             client.set_route("lifecycle", [("lifecycle", version.version, 1)])
             response = client.predict("lifecycle", {"x": np.ones((1, 16), np.float32)})

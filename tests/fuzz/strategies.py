@@ -74,7 +74,8 @@ def message_strategy(descriptor: Descriptor, depth: int = 0) -> st.SearchStrateg
     for field in descriptor.fields:
         if field.type == FieldDescriptor.TYPE_MESSAGE:
             if field.message_type.GetOptions().map_entry:
-                key, value = field.message_type.fields_by_name["key"], field.message_type.fields_by_name["value"]
+                entry = field.message_type.fields_by_name
+                key, value = entry["key"], entry["value"]
                 if value.type == FieldDescriptor.TYPE_MESSAGE:
                     continue
                 element: st.SearchStrategy[Any] = st.dictionaries(

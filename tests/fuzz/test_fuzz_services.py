@@ -26,7 +26,7 @@ from tests.integration.serving_plane import ServingPlane, serving_plane
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = int(os.environ.get("MODELPLANE_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("MODELPLANE_FUZZ_EXAMPLES", "25"))
 UNDEFINED = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
 

@@ -24,7 +24,7 @@ from tests.integration.serving_plane import prepare_registry
 
 pytestmark = pytest.mark.integration
 
-PHASE_S = float(os.environ.get("MODELPLANE_CHAOS_SECONDS", "1.5"))
+PHASE_S = float(os.environ.get("MODELPLANE_CHAOS_SECONDS", "1.0"))
 
 
 @pytest.fixture()

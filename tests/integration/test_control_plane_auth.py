@@ -3,6 +3,7 @@ trail records the authenticated caller. Real Redis, real gRPC on port 0."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +50,11 @@ class Plane:
             store._redis.close()
 
 
-@pytest.fixture()
-def plane(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Plane]:
+@pytest.fixture(scope="module")
+def plane(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+    # One control plane for the module: the tests only read, or write names of their own.
+    tmp_path: Path = tmp_path_factory.mktemp("auth")
+    key_prefix = f"auth{uuid.uuid4().hex[:8]}"
     issuer = JwtIssuer(tmp_path)
     settings = Settings(
         redis_url=redis_url,

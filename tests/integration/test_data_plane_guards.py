@@ -3,9 +3,8 @@ calls, row and element limits. In-process replica, real Redis, real gRPC."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import uuid
-from pathlib import Path
+from collections.abc import Iterator
 
 import grpc
 import numpy as np

@@ -1,4 +1,8 @@
-"""`modelplane import mlflow` against a small MLflow store built here (SQLite backend)."""
+"""`modelplane import mlflow` against a small MLflow store built here (SQLite backend).
+
+SQLite is the backend MLflow maintains; the importer goes through MLflow's own
+client, so a ``./mlruns`` file store (MLFLOW_ALLOW_FILE_STORE=true) reads the same way.
+"""
 
 from __future__ import annotations
 

@@ -145,13 +145,23 @@ def test_sticky_key_keeps_its_version_and_says_why(stack: Stack) -> None:
 
 def test_sticky_by_named_input(stack: Stack) -> None:
     _set(
-        stack, [RouteTarget("m", 50, version=1), RouteTarget("m", 50, version=2)],
+        stack,
+        [
+            RouteTarget("m", 50, version=1, max_batch_size=8, max_wait_us=100),
+            RouteTarget("m", 50, version=2),
+        ],
         sticky_input="x",
     )
     rows = [np.full((1, 16), i, dtype=np.float32) for i in range(8)]
     for x in rows:
         answers = {_predict(stack, x=x).version for _ in range(4)}
         assert len(answers) == 1
+    # The route's batching limits reached the version's runner; the other keeps defaults.
+    sessions = stack.runtime.sessions
+    first = stack.runtime.predictor.runner(sessions.get(VersionKey("m", 1)))  # type: ignore[arg-type]
+    second = stack.runtime.predictor.runner(sessions.get(VersionKey("m", 2)))  # type: ignore[arg-type]
+    assert (first.max_batch_size, first.max_wait_us) == (8, 100)
+    assert (second.max_batch_size, second.max_wait_us) == (32, 0)
     assert _predict(stack, x=rows[0]).route_reason == inference_pb2.ROUTE_REASON_STICKY
     error = _error(
         stack.registry.set_route, "fraud", [RouteTarget("m", 1, version=1)], 3,

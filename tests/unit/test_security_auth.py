@@ -27,6 +27,12 @@ from modelplane.security.tokens import (
 from tests.security_material import JwtIssuer
 
 
+@pytest.fixture(scope="module")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> JwtIssuer:
+    """One RSA key for the module: generating one costs a while on a small machine."""
+    return JwtIssuer(tmp_path_factory.mktemp("jwks"))
+
+
 def _bearer(token: str) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {token}")]
 
@@ -126,15 +132,13 @@ def test_roles_are_ordered_and_checked_per_method() -> None:
     assert authorize(auth, "/grpc.health.v1.Health/Check", Role.ANYONE, []) is None
 
 
-def test_jwts_from_the_jwks_authenticate_with_their_subject_and_role(tmp_path: Path) -> None:
-    issuer = JwtIssuer(tmp_path)
+def test_jwts_from_the_jwks_authenticate_with_their_subject_and_role(issuer: JwtIssuer) -> None:
     auth = Authenticator.from_config(jwks_file=issuer.jwks_file)
     principal = auth.authenticate(_bearer(issuer.token("carol@example.com", "deployer")))
     assert principal == Principal("carol@example.com", Role.DEPLOYER, "jwt")
 
 
-def test_expired_forged_and_unsigned_jwts_are_unauthenticated(tmp_path: Path) -> None:
-    issuer = JwtIssuer(tmp_path)
+def test_expired_forged_and_unsigned_jwts_are_unauthenticated(issuer: JwtIssuer) -> None:
     verifier = JwtVerifier(issuer.jwks_file)
     with pytest.raises(Unauthenticated, match="expired"):
         verifier.verify(issuer.token("a", "admin", ttl_s=-120))
@@ -152,12 +156,11 @@ def test_expired_forged_and_unsigned_jwts_are_unauthenticated(tmp_path: Path) ->
         verifier.verify("a.b.c")
 
 
-def test_issuer_and_audience_are_enforced_when_configured(tmp_path: Path) -> None:
-    issuer = JwtIssuer(tmp_path)
+def test_issuer_and_audience_are_enforced_when_configured(issuer: JwtIssuer) -> None:
     verifier = JwtVerifier(issuer.jwks_file, issuer="https://idp", audience="modelplane")
     good = issuer.token("a", "reader", iss="https://idp", aud="modelplane")
     assert verifier.verify(good).name == "a"
-    with pytest.raises(Unauthenticated, match="Audience doesn.t match"):
+    with pytest.raises(Unauthenticated, match=r"Audience doesn.t match"):
         verifier.verify(issuer.token("a", "reader", iss="https://idp", aud="other"))
     with pytest.raises(Unauthenticated, match="iss"):
         verifier.verify(issuer.token("a", "reader", aud="modelplane"))

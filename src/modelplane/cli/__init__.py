@@ -29,6 +29,7 @@ from modelplane.cli import (
     scale,  # `modelplane scale`, `status`, `group`
     telemetry,
     up,
+    webhooks,
 )
 
 COMMAND_GROUPS = (
@@ -36,6 +37,7 @@ COMMAND_GROUPS = (
     rollout,
     auth,
     scale,
+    webhooks,
 )
 
 

@@ -74,10 +74,10 @@ def _cmd_webhooks(args: argparse.Namespace) -> int:
     if args.json:
         print_json(log)
     else:
-        rows = [
+        lines = [
             (d.at.ToDatetime().strftime("%H:%M:%S"), d.delivery_id, d.event, d.attempt,
              d.status_code or "-", "yes" if d.delivered else "no", d.error)
             for d in log
         ]
-        print(table(("AT", "DELIVERY", "EVENT", "TRY", "HTTP", "DELIVERED", "ERROR"), rows))
+        print(table(("AT", "DELIVERY", "EVENT", "TRY", "HTTP", "DELIVERED", "ERROR"), lines))
     return 0

@@ -85,6 +85,13 @@ _TABLE: dict[str, dict[str, Role]] = {
         "Promote": D,
         "ListPromotions": R,
     },
+    # Webhooks post platform events to any URL: only admins point them somewhere.
+    "modelplane.v1.WebhookService": {
+        "CreateSubscription": A,
+        "ListSubscriptions": D,
+        "DeleteSubscription": A,
+        "ListDeliveries": R,
+    },
     # OTLP receivers: replicas export with a token of their own (deployer).
     "opentelemetry.proto.collector.trace.v1.TraceService": {"Export": D},
     "opentelemetry.proto.collector.metrics.v1.MetricsService": {"Export": D},

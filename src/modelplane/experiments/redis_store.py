@@ -36,6 +36,7 @@ from modelplane.domain.errors import Aborted, AlreadyExists, Internal, NotFound,
 from modelplane.domain.experiments import Environment, Experiment, MetricSeries, Run
 from modelplane.experiments import records, series
 from modelplane.registry import audit_context
+from modelplane.registry.redis_connect import connect
 
 _CAS_ATTEMPTS = 16
 _PARSE_CACHE_MAX = 200_000
@@ -180,7 +181,7 @@ class RedisExperimentStore:
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> RedisExperimentStore:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
+        client = connect(url, socket_connect_timeout=2.0, socket_timeout=5.0)
         return cls(client, prefix)
 
     @property

@@ -89,7 +89,11 @@ class MlflowImporter:
         from mlflow import MlflowClient
 
         self._mlflow = mlflow
-        self._source = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or None)
+        # Both URIs explicit: left unset, MLflow falls back to its process-wide
+        # default (a sqlite:///mlflow.db in the working directory) and creates it.
+        self._source = MlflowClient(
+            tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri
+        )
         self._client = client
         self._metadata = (("x-modelplane-actor", actor), ("x-modelplane-reason", "mlflow import"))
         self._tracking_uri = tracking_uri

@@ -71,6 +71,7 @@ from modelplane.registry.records import (
     version_record,
     version_to_json,
 )
+from modelplane.registry.redis_connect import connect
 from modelplane.registry.store import RegistryStore
 
 # Shared by every script. ARGV[1..3] are always the key prefix, the actor and
@@ -459,7 +460,8 @@ class RedisRegistryStore(RegistryStore):
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> RedisRegistryStore:
-        client = redis.Redis.from_url(
+        # connect() also understands redis+sentinel:// URLs and retries across failovers.
+        client = connect(
             url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=5.0
         )
         return cls(client, prefix)

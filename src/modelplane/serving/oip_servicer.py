@@ -51,6 +51,9 @@ REASON_HEADER = "x-modelplane-reason"
 _INTERNAL = "internal error"
 _DEFAULT_MAX_TENSOR_BYTES = 64 * 1024 * 1024
 
+# (endpoint, model, version): exactly one of endpoint and model is set.
+Target = tuple[str | None, str | None, int | None]
+
 
 def _metadata(context: Any) -> Sequence[tuple[str, str | bytes]]:
     return tuple(context.invocation_metadata() or ())
@@ -97,32 +100,33 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     # ------------------------------------------------------------------ naming
 
-    def _target(self, table: RouteTable, name: str, version: int | None) -> InferenceRequest:
-        """The request's target, without inputs: an endpoint or a model (and version)."""
+    @staticmethod
+    def _target(table: RouteTable, name: str, version: int | None) -> Target:
+        """(endpoint, None, None) for a routed request, else (None, model, version)."""
         route = table.endpoint(name)
         if version is None:
             if route is not None:
-                return InferenceRequest(name, None, None, None, {}, ())
-            return InferenceRequest(None, name, None, None, {}, ())
+                return name, None, None
+            return None, name, None
         if route is not None and not table.has_version(VersionKey(name, version)):
             models = {key.model for key in route.keys}
             if len(models) == 1:
-                return InferenceRequest(None, models.pop(), version, None, {}, ())
+                return None, models.pop(), version
             if len(models) > 1:
                 raise InvalidArgument(
                     f"model_version: endpoint '{name}' routes to several models "
                     f"({', '.join(sorted(models))}); name one of them to pin a version"
                 )
-        return InferenceRequest(None, name, version, None, {}, ())
+        return None, name, version
 
     def _resolve(self, table: RouteTable, name: str, version: int | None) -> list[VersionKey]:
         """The versions a name (and version) can answer with now; raises NotFound/..."""
-        target = self._target(table, name, version)
-        if target.endpoint is not None:
-            route = table.endpoint(target.endpoint)
+        endpoint, model, pinned = self._target(table, name, version)
+        if endpoint is not None:
+            route = table.endpoint(endpoint)
             return list(route.keys) if route is not None else []
-        assert target.model is not None
-        return [table.resolve_model(target.model, target.version, None)]
+        assert model is not None
+        return [table.resolve_model(model, pinned, None)]
 
     def _model_versions(self, table: RouteTable, model: str) -> list[str]:
         latest = table.resolve_model(model, None, None).version
@@ -241,9 +245,9 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         blame = (request.model_name, 0)
         try:
             decoded = decode_infer_request(request, self._max_tensor_bytes)
-            target = self._target(table, decoded.model_name, decoded.version)
-            if target.model is not None:
-                blame = (target.model, decoded.version or 0)
+            endpoint, model, version = self._target(table, decoded.model_name, decoded.version)
+            if model is not None:
+                blame = (model, version or 0)
             else:
                 route = table.endpoint(decoded.model_name)
                 if route is not None and len(route.keys) == 1:
@@ -251,12 +255,7 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
             decoded_at = time.perf_counter_ns()
             prediction = await self.predictor.predict(
                 InferenceRequest(
-                    target.endpoint,
-                    target.model,
-                    target.version,
-                    None,
-                    decoded.inputs,
-                    decoded.output_names,
+                    endpoint, model, version, None, decoded.inputs, decoded.output_names
                 ),
                 sticky_key=sticky_key_from_metadata(metadata),
             )
@@ -283,14 +282,17 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @staticmethod
     def _encode(decoded: OipInferRequest, prediction: Prediction) -> pb.ModelInferResponse:
-        response = encode_infer_response(
-            prediction.outputs, decoded.model_name, prediction.version, decoded.request_id
+        return encode_infer_response(
+            prediction.outputs,
+            decoded.model_name,
+            prediction.version,
+            decoded.request_id,
+            {
+                "modelplane.model": prediction.model,
+                "modelplane.endpoint": prediction.endpoint,
+                "modelplane.prediction_id": prediction.prediction_id,
+            },
         )
-        params = response.parameters
-        params["modelplane.model"].string_param = prediction.model
-        params["modelplane.endpoint"].string_param = prediction.endpoint
-        params["modelplane.prediction_id"].string_param = prediction.prediction_id
-        return response
 
     # -------------------------------------------------------------- statistics
 

@@ -165,7 +165,7 @@ class Predictor:
         else:
             runner.configure(
                 limits.max_batch_size or self.batching.max_batch_size,
-                limits.max_wait_us,
+                limits.max_wait_us or self.batching.max_wait_us,
             )
 
     async def _run(

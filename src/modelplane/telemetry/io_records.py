@@ -76,6 +76,16 @@ def predicted_rows(outputs: Arrays) -> tuple[str, list[Any]] | None:
     return None
 
 
+def _single_score_width(outputs: Arrays) -> int:
+    """k when the first output is one row of k > 1 float scores, else 0."""
+    if not outputs:
+        return 0
+    array = next(iter(outputs.values()))
+    if array.ndim == 2 and array.shape[0] == 1 and array.shape[1] > 1 and array.dtype.kind == "f":
+        return int(array.shape[1])
+    return 0
+
+
 class IoRecorder:
     """Requests ``record`` on the event loop while one drain thread ``drain`` s."""
 
@@ -146,9 +156,20 @@ class IoRecorder:
         records: list[str] = []
         pending = self._records
         dumps = json.dumps
+        taken = []
         while pending:
-            prediction_id, key, outputs, t = pending.popleft()
-            rows = predicted_rows(outputs)
+            taken.append(pending.popleft())
+        # The usual case, one row of float scores per request, vectorised: one
+        # argmax over all of them instead of one numpy call per prediction.
+        single_rows: dict[int, list[int]] = {}
+        for width in {_single_score_width(outputs) for _, _, outputs, _ in taken} - {0}:
+            picked = [i for i, entry in enumerate(taken) if _single_score_width(entry[2]) == width]
+            stacked = np.concatenate([next(iter(taken[i][2].values())) for i in picked])
+            for i, label in zip(picked, stacked.argmax(axis=1).tolist(), strict=True):
+                single_rows[i] = [label]
+        for i, (prediction_id, key, outputs, t) in enumerate(taken):
+            single = single_rows.get(i)
+            rows = (INDEX, single) if single is not None else predicted_rows(outputs)
             if rows is None:
                 continue
             prefix = self._json_prefixes.get(key)

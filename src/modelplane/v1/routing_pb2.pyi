@@ -35,9 +35,11 @@ class RouteTarget(_message.Message):
     weight: _builtins.int
     """Relative share of traffic; weights of a route need not sum to 100."""
     max_batch_size: _builtins.int
-    """Dynamic batching of this version on the replicas: the most requests
-    stacked into one run (0: the replica's default; 1: off) and how long a
-    request may wait for company, in microseconds, once others are queued.
+    """Dynamic batching of this version on the replicas: the most rows stacked
+    into one run (0: the replica's default; 1: off) and how long a request
+    may wait for company, in microseconds, once others are already queued (a
+    lone request never waits). A version named by several targets gets the
+    largest of their limits.
     """
     max_wait_us: _builtins.int
     def __init__(
