@@ -89,6 +89,7 @@ class Options:
     route_changes: int
     register_rounds: int
     large: bool
+    level_fractions: tuple[float, ...] = (0.25, 0.5, 0.75)
 
 
 def _median(values: list[float]) -> float | None:
@@ -271,7 +272,7 @@ def run(opts: Options, say: Say = print) -> dict[str, Any]:
         # saturation throughput: always measurable, unlike the p99-bounded rate, which a
         # loaded machine can push to zero), rotating.
         levels: dict[str, dict[str, Any]] = {n: {} for n in names}
-        for i, fraction in enumerate((0.25, 0.5, 0.75)):
+        for i, fraction in enumerate(opts.level_fractions):
             for name in _order(names, i):
                 rate = ceilings[name] * fraction
                 result = _cpu_run(
@@ -396,10 +397,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, argparse.Namespa
     )
     if args.smoke:
         opts = Options(
-            closed_s=1.0, rounds=1, probe_s=1.0, probe_steps=2, level_s=1.0, warmup_s=0.3,
+            closed_s=1.0, rounds=1, probe_s=1.0, probe_steps=1, level_s=1.0, warmup_s=0.3,
             concurrency=8, processes=1, serve_proxy=False, modelplane=False,
             plane=not args.no_plane, batch_rounds=0, batch_s=1.0, route_changes=5,
-            register_rounds=1, large=False,
+            register_rounds=1, large=False, level_fractions=(0.5,),
         )
     return opts, args
 

@@ -33,6 +33,7 @@ class Traffic(threading.Thread):
         self._halt = stop
         self.ok = 0
         self.failures: Counter[str] = Counter()
+        self.examples: dict[str, str] = {}
 
     def run(self) -> None:
         request = build_predict_request("chaos", {"x": np.ones((1, 16), np.float32)})
@@ -42,11 +43,15 @@ class Traffic(threading.Thread):
                 self.ok += 1
             except grpc.RpcError as err:
                 self.failures[err.code().name] += 1
+                self.examples.setdefault(err.code().name, err.details() or "")
 
     def summary(self) -> str:
         total = self.ok + sum(self.failures.values())
         rate = 100.0 * self.ok / total if total else 0.0
-        return f"{self.ok}/{total} ok ({rate:.3f} %), failures {dict(self.failures)}"
+        return (
+            f"{self.ok}/{total} ok ({rate:.3f} %), failures {dict(self.failures)} "
+            f"e.g. {self.examples}"
+        )
 
 
 def _replica_actors() -> list[str]:
@@ -57,6 +62,28 @@ def _replica_actors() -> list[str]:
         for a in ray.util.list_named_actors(all_namespaces=True)
         if "SERVE_REPLICA" in a["name"] and "DataPlane" in a["name"]
     ]
+
+
+def _wait_all_running(replicas: int, timeout_s: float = 120.0) -> float:
+    """Until Serve reports every replica RUNNING again (a kill while one is still
+    restarting would take the whole data plane down, which is not this test)."""
+    from ray import serve
+
+    from modelplane.serving.app import APP_NAME
+
+    began = time.monotonic()
+    while time.monotonic() - began < timeout_s:
+        app = serve.status().applications.get(APP_NAME)
+        if app is not None:
+            states = {
+                str(getattr(state, "value", state)): count
+                for deployment in app.deployments.values()
+                for state, count in deployment.replica_states.items()
+            }
+            if states == {"RUNNING": replicas}:
+                return time.monotonic() - began
+        time.sleep(0.2)
+    raise RuntimeError(f"replicas not all RUNNING after {timeout_s:.0f} s")
 
 
 def main() -> None:
@@ -75,6 +102,7 @@ def main() -> None:
         with LocalStack(settings) as stack:
             client = ModelplaneClient(stack.control_address, stack.inference_address)
             version = client.register("chaos", linear_model())
+            print(f"registered chaos v{version.version}: {version.status} {version.status_reason}")
             client.set_route("chaos", [("chaos", version.version, 100)])
             assert client.inference is not None
             raw = inference_pb2_grpc.InferenceServiceStub(
@@ -88,12 +116,17 @@ def main() -> None:
             began = time.monotonic()
             while time.monotonic() - began < args.seconds:
                 time.sleep(args.interval)
+                recovered = _wait_all_running(settings.replicas)
                 names = _replica_actors()
                 if names:
                     victim = names[kills % len(names)]
                     ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=False)
                     kills += 1
-                    print(f"{time.monotonic() - began:6.1f} s  killed {victim}", flush=True)
+                    print(
+                        f"{time.monotonic() - began:6.1f} s  killed {victim} "
+                        f"(all replicas were back {recovered:.1f} s after the interval)",
+                        flush=True,
+                    )
             stop.set()
             retrying.join(10)
             plain.join(10)

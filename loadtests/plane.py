@@ -19,6 +19,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -101,6 +102,17 @@ def plane(workdir: Path) -> Iterator[Plane]:
             )
         )
         yield Plane(redis_server.url, workdir / "data", control, stack)
+
+
+def start_all(stack: ExitStack, p: Plane, names: list[str]) -> list[ServerProcess]:
+    """Replica processes started at once (their start-up is mostly imports), each
+    stopped when ``stack`` closes."""
+    servers = [p.replica(f"bench-{name}") for name in names]
+    for server in servers:
+        stack.callback(server.stop)
+    with ThreadPoolExecutor(len(servers)) as pool:
+        list(pool.map(ServerProcess.start, servers))
+    return servers
 
 
 def _stub(address: str) -> tuple[grpc.Channel, inference_pb2_grpc.InferenceServiceStub]:
@@ -290,9 +302,7 @@ def run_plane(
         results["control_plane_idle"] = control_plane_idle_rss(p)
         say(f"  RSS {results['control_plane_idle']['rss_mb']} MB")
         with ExitStack() as replicas:
-            addresses = [
-                replicas.enter_context(p.replica(f"bench-r{i}")).address for i in range(2)
-            ]
+            addresses = [server.address for server in start_all(replicas, p, ["r0", "r1"])]
             say("register -> first request served by the new version (2 replicas)")
             results["register_to_served"] = register_to_served(p, addresses, register_rounds, say)
             say(f"SetRoute -> every replica serving the new route ({changes} changes, 2 replicas)")

@@ -45,6 +45,12 @@ def _loop(points: int, a: np.ndarray, b: np.ndarray, run: object | None) -> floa
     return time.perf_counter() - started
 
 
+def _cpu() -> float:
+    # This process only (the loop and the sender thread), not the control plane
+    # or Redis, which in production run elsewhere but here share the cores.
+    return time.process_time()
+
+
 def _start_control_plane(redis_url: str, data_dir: Path) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "modelplane.cli", "control-plane", "--redis-url", redis_url,
@@ -74,13 +80,18 @@ def main() -> int:
             bare: list[float] = []
             tracked: list[float] = []
             with_flush: list[float] = []
+            bare_cpu: list[float] = []
+            tracked_cpu: list[float] = []
             _loop(min(args.points, 5_000), a, b, None)  # warm caches and BLAS threads
             for _ in range(args.repeats):
+                cpu = _cpu()
                 bare.append(_loop(args.points, a, b, None))
-                started = time.perf_counter()
+                bare_cpu.append(_cpu() - cpu)
+                started, cpu = time.perf_counter(), _cpu()
                 with modelplane.start_run(experiment="bench", address=address) as run:
                     tracked.append(_loop(args.points, a, b, run))
                 with_flush.append(time.perf_counter() - started)
+                tracked_cpu.append(_cpu() - cpu)
                 assert run.points_sent == args.points, run.points_sent
         finally:
             proc.terminate()
@@ -92,7 +103,11 @@ def main() -> int:
     print(f"bare loop             {base:.3f} s  ({base / args.points * 1e6:.1f} us/step)")
     print(f"loop with logging     {loop:.3f} s  (+{(loop / base - 1) * 100:.2f} %)")
     print(f"  incl. start+flush   {total:.3f} s  (+{(total / base - 1) * 100:.2f} %)")
-    print(f"added per point       {(loop - base) / args.points * 1e6:.2f} us")
+    print(f"added per point       {(loop - base) / args.points * 1e6:.2f} us (wall)")
+    cpu_base, cpu_tracked = statistics.median(bare_cpu), statistics.median(tracked_cpu)
+    print(f"training process CPU  {cpu_base:.3f} s -> {cpu_tracked:.3f} s "
+          f"(+{(cpu_tracked / cpu_base - 1) * 100:.2f} %, "
+          f"{(cpu_tracked - cpu_base) / args.points * 1e6:.2f} us per point)")
     return 0
 
 

@@ -153,7 +153,10 @@ def test_bench_smoke_measures_floor_and_bare_side_by_side(tmp_path: Path) -> Non
     search = report["max_rate"]["bare"]
     assert search["max_rps"] >= 0 and search["p99_limit_ms"] == 10.0
     probes = report["probes"]["bare"]
-    assert len(probes) == 2 and all(p["offered_rps"] > 0 for p in probes)
+    assert len(probes) == 1 and all(p["offered_rps"] > 0 for p in probes)
+    level = report["levels"]["bare"]["50%"]
+    assert level["errors"] == 0 and level["requests"] > 0 and level["cpu_s_per_1k"] > 0
+    assert level["offered_rps"] == pytest.approx(closed["bare"]["throughput_rps"] * 0.5, rel=0.01)
     memory = report["memory"]["tiny"]
     assert 10 < memory["ort_session_rss_mb"] < 2000
     assert memory["bare_serving_rss_mb"] > 0
