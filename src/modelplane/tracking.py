@@ -104,6 +104,38 @@ def _refused(error: grpc.RpcError) -> TrackingError:
     return TrackingError(code.name if code is not None else "UNKNOWN", str(details))
 
 
+def _columns(
+    points: list[tuple[str, float, int, float]],
+) -> list[experiments_pb2.MetricSeries]:
+    """Points as one columnar series per key.
+
+    This thread shares the GIL with the training loop, so the work per point is
+    kept in C where possible: ``zip(*points)`` transposes, and the common case
+    of one key needs no per-point Python at all but the timestamp conversion.
+    """
+    keys, values, steps, stamps = zip(*points, strict=True)
+    millis = [int(at * 1000) for at in stamps]
+    distinct = set(keys)
+    if len(distinct) == 1:
+        return [
+            experiments_pb2.MetricSeries(
+                key=keys[0], steps=steps, values=values, timestamps_ms=millis
+            )
+        ]
+    series = []
+    for key in sorted(distinct):
+        picked = [i for i, k in enumerate(keys) if k == key]
+        series.append(
+            experiments_pb2.MetricSeries(
+                key=key,
+                steps=[steps[i] for i in picked],
+                values=[values[i] for i in picked],
+                timestamps_ms=[millis[i] for i in picked],
+            )
+        )
+    return series
+
+
 class ActiveRun:
     """A RUNNING run; use it as a context manager or call ``end()``."""
 
@@ -204,20 +236,8 @@ class ActiveRun:
         return [queue.popleft() for _ in range(count)]
 
     def _send(self, points: list[tuple[str, float, int, float]]) -> None:
-        by_key: dict[str, tuple[list[int], list[float], list[int]]] = {}
-        for key, value, step, at in points:
-            columns = by_key.get(key)
-            if columns is None:
-                columns = by_key[key] = ([], [], [])
-            columns[0].append(step)
-            columns[1].append(value)
-            columns[2].append(int(at * 1000))
         request = experiments_pb2.LogBatchRequest(
-            run_id=self.run_id,
-            metrics=[
-                experiments_pb2.MetricSeries(key=k, steps=s, values=v, timestamps_ms=t)
-                for k, (s, v, t) in by_key.items()
-            ],
+            run_id=self.run_id, metrics=_columns(points)
         )
         delay = 0.1
         while True:

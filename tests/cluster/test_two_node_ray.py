@@ -177,6 +177,8 @@ def test_replicas_on_both_nodes_answer_behind_one_client_address(
         control = json.loads((data_dir / "run.json").read_text())["control_address"]
         with ModelplaneClient(control) as client:
             version = client.register("spread", linear_model(seed=21))
+            stored = client.get_version("spread", version.version)
+            assert [i.name for i in stored.signature.inputs] == ["x"], stored
             client.set_route("spread-endpoint", [("spread", version.version, 100)])
 
             def both_ready() -> bool:

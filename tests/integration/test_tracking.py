@@ -41,8 +41,9 @@ def test_three_lines_log_every_point_without_slowing_the_loop(plane: LifecyclePl
             run.log_metric("loss", 1.0 / (step + 1), step=step)
         per_call_us = (time.perf_counter() - started) / points * 1e6
         run.log_metric("auc", 0.93)
-    # Queueing only: far below a network round trip (~100 us) even on a busy 2-core box.
-    assert per_call_us < 25, f"log_metric costs {per_call_us:.2f} us per call"
+    # Queueing only (~1 us unloaded): far below a gRPC round trip (>= 100 us), with
+    # room for a shared 2-core machine under heavy load.
+    assert per_call_us < 50, f"log_metric costs {per_call_us:.2f} us per call"
     print(f"log_metric: {per_call_us:.2f} us per call over {points} calls")
 
     stored = plane.client.experiments.GetRun(experiments_pb2.GetRunRequest(run_id=run.run_id))

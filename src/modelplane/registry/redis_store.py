@@ -411,7 +411,8 @@ def _text(value: Any) -> Any:
     """Replies as str whether or not the client decodes responses itself."""
     if isinstance(value, bytes):
         return value.decode()
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
+        # XRANGE entries come back as (id, fields) tuples.
         return [_text(item) for item in value]
     if isinstance(value, dict):
         return {_text(key): _text(item) for key, item in value.items()}

@@ -216,9 +216,14 @@ class Registry:
             signature = signature_from_json(findings["signature"])  # type: ignore[arg-type]
             return dataclasses.replace(current, status=VersionStatus.READY, signature=signature)
 
-        return self.store.update_version(
+        concluded = self.store.update_version(
             pending.model, pending.version, change, "validate_version"
         )
+        if concluded.status is VersionStatus.READY:
+            # A caller may predict with this version the moment RegisterVersion
+            # returns; replicas must know it is READY by then.
+            self._await_replicas(f"version {concluded.version} of model '{concluded.model}'")
+        return concluded
 
     def get_version(self, model: str, version: int) -> ModelVersion:
         validate_version_number("version", version)
