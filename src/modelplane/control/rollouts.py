@@ -284,7 +284,7 @@ class RolloutManager:
         targets = self._targets(moved, weight)
         try:
             with acting_as(ACTOR, reason):
-                route = self._registry.set_route(
+                route = self._registry.reweight_route(
                     rollout.endpoint, targets, expected_revision=rollout.route_revision
                 )
         except Aborted:

@@ -165,7 +165,7 @@ class Environments:
                 f"promotion of {model}:{version} from {from_environment} to {to_environment} "
                 "refused: " + "; ".join(f"{g.gate}: {g.detail}" for g in failed)
             )
-        route = self.registry.set_route(
+        route = self.registry.reweight_route(
             to_endpoint,
             (RouteTarget(model=model, weight=100, version=version),),
             current.revision if current is not None else 0,

@@ -375,6 +375,30 @@ class Registry:
         self._await_replicas(f"endpoint '{endpoint}' revision {route.revision}")
         return route
 
+    def reweight_route(
+        self, endpoint: str, targets: Iterable[RouteTarget], expected_revision: int
+    ) -> Route:
+        """Sets an endpoint's weighted targets and keeps its shadows, fallback and sticky input.
+
+        For automation (rollouts, promotions) that moves traffic without owning
+        the rest of the route; the compare-and-set on ``expected_revision`` makes
+        reading the current policy and writing the new route one consistent step.
+        """
+        try:
+            current: Route | None = self.store.get_route(endpoint)
+        except NotFound:
+            current = None
+        if current is None or current.revision != expected_revision:
+            return self.set_route(endpoint, targets, expected_revision)
+        return self.set_route(
+            endpoint,
+            targets,
+            expected_revision,
+            shadows=current.shadows,
+            fallback=current.fallback,
+            sticky_input=current.sticky_input,
+        )
+
     def rollback_route(self, endpoint: str, expected_revision: int = 0) -> Route:
         """Restores the revision before the current one as a new revision (one CAS)."""
         current = self.store.get_route(endpoint)
