@@ -109,25 +109,7 @@ def registry(redis_url: str, tmp_path: Path) -> Iterator[Registry]:
     store._redis.close()
 
 
-# Validation loads a session but runs no probe inference under the sandbox's memory
-# limit, so a graph that allocates only when run is accepted (a registry follow-up).
-KNOWN_GAPS = {"enormous-allocation-at-run-time"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True, reason="validation does not run the graph under a memory limit"
-            ),
-        )
-        if name in KNOWN_GAPS
-        else name
-        for name in sorted(CORPUS)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(CORPUS))
 def test_a_hostile_model_is_refused_and_never_served(
     registry: Registry, tmp_path: Path, name: str
 ) -> None:

@@ -21,6 +21,7 @@ import onnx
 from onnx import external_data_helper
 
 from modelplane.domain.errors import InvalidArgument, ModelplaneError
+from modelplane.domain.models import DataType, Signature
 from modelplane.registry.external_data import check_external_refs, parse_entries
 from modelplane.registry.onnx_inspect import load_session, signature_of
 from modelplane.registry.records import signature_to_json
@@ -97,10 +98,37 @@ def admit(data: bytes, base_dir: str | None) -> dict[str, Any]:
     return {"opset": int(opset)}
 
 
+def _probe(session: Any, signature: Signature) -> None:
+    """Runs the graph once on one zero row, under this child's memory limit.
+
+    Loading a session allocates only the weights; a graph can still ask for
+    hundreds of GiB when it runs. Such a model must fail here, in the sandbox,
+    not in a replica. Other errors on synthetic zeros say nothing about the
+    model (its inputs may have to satisfy relations zeros do not), so only
+    running out of memory fails the validation.
+    """
+    feeds = {}
+    for spec in signature.inputs:
+        shape = tuple(1 if dim < 0 else dim for dim in spec.shape)
+        if spec.dtype is DataType.STRING:
+            feeds[spec.name] = np.full(shape, "", dtype=object)
+        else:
+            feeds[spec.name] = np.zeros(shape, dtype=spec.dtype.numpy_name)
+    try:
+        session.run(None, feeds)
+    except MemoryError:
+        raise
+    except Exception as error:
+        text = str(error).lower()
+        if "alloc" in text or "memory" in text:
+            raise MemoryError(str(error)) from None
+
+
 def validate(data: bytes, reference: bytes | None, rtol: float, atol: float) -> dict[str, Any]:
     """Loads the model with onnxruntime and replays the reference data, if any."""
     session = load_session(data)
     signature = signature_of(session)
+    _probe(session, signature)
     if reference is not None:
         parsed = load_reference(reference, rtol, atol)
         names = [output.name for output in session.get_outputs()]
