@@ -71,7 +71,9 @@ class ControlPlane:
             artifacts=self.artifacts,
             replicas=ReplicaDirectory(self._redis, settings.key_prefix),
             max_upload_bytes=settings.max_upload_bytes,
-            sandbox=Sandbox(Limits(settings.validation_timeout_s, settings.validation_memory_bytes)),
+            sandbox=Sandbox(
+                Limits(settings.validation_timeout_s, settings.validation_memory_bytes)
+            ),
             sources=SourcePolicy.of(settings.source_roots, settings.source_schemes),
         )
         self.aggregator = StatsAggregator()
