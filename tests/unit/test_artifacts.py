@@ -86,6 +86,16 @@ def test_corrupted_artifact_is_data_loss(tmp_path: Path) -> None:
     path.write_bytes(DATA[:-1] + b"X")
     with pytest.raises(DataLoss, match=f"artifact {SHA} is corrupt"):
         store.read_verified(SHA)
+    with pytest.raises(DataLoss, match=f"artifact {SHA} is corrupt"):
+        store.verified_path(SHA)
+
+
+def test_verified_path_checks_the_content_in_chunks(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    path = store.commit(store.write_stream(_chunks(DATA), max_bytes=10_000))
+    assert store.verified_path(SHA) == path
+    with pytest.raises(NotFound, match="not found"):
+        store.verified_path("0" * 64)
 
 
 @pytest.mark.parametrize(

@@ -98,6 +98,26 @@ class ArtifactStore:
         with contextlib.suppress(FileNotFoundError):
             staged.path.unlink()
 
+    def verified_path(self, sha256: str) -> Path:
+        """The artifact's path once its content, read in chunks, matches its address.
+
+        For loaders that read the file themselves (onnxruntime), so the model is
+        never held twice in memory. Committed artifacts are read-only; the check
+        and the load are close enough in time for a store nobody writes in place.
+        """
+        path = self.path_for(sha256)
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as file:
+                while chunk := file.read(1 << 20):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            raise NotFound(f"artifact {sha256} not found under {self._objects}") from None
+        actual = digest.hexdigest()
+        if actual != sha256:
+            raise DataLoss(f"artifact {sha256} is corrupt: its content hashes to {actual}")
+        return path
+
     def read_verified(self, sha256: str) -> bytes:
         """The artifact's bytes, checked against its address."""
         path = self.path_for(sha256)
