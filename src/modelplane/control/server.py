@@ -7,6 +7,7 @@ port, so replicas export telemetry to the same address operators use.
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent import futures
 
 import grpc
@@ -169,10 +170,26 @@ class ControlPlane:
         # Rollouts stored as running resume here, their step clocks intact.
         self.rollouts.start_loop(self.settings.rollout_tick_s)
         self.webhooks.start()
+        # Off the start path: validations take seconds, serving must not wait for them.
+        threading.Thread(
+            target=self._revalidate_pending, name="revalidate-pending", daemon=True
+        ).start()
         for name in ("", *_SERVICE_NAMES):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("control plane listening on %s:%s", self.settings.host, self.port)
         return self.port
+
+    def _revalidate_pending(self) -> None:
+        try:
+            concluded = self.registry.revalidate_pending()
+        except Exception:
+            log.exception("re-validating versions left PENDING failed")
+            return
+        for version in concluded:
+            log.info(
+                "version %d of model '%s' left PENDING, now %s",
+                version.version, version.model, version.status.value,
+            )
 
     @property
     def address(self) -> str:

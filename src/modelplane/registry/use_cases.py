@@ -193,6 +193,49 @@ class Registry:
         except NotFound as error:
             raise NotFound(f"lineage.parent_version: {error.message}") from None
 
+    def revalidate_pending(self) -> list[ModelVersion]:
+        """Concludes versions left PENDING by a control plane that stopped mid-validation.
+
+        Run when a control plane starts. The stored artifact is validated again in
+        the sandbox; a version another control plane concludes meanwhile is skipped.
+        """
+        concluded = []
+        for model in self.store.list_models():
+            for version in self.store.list_versions(model.name):
+                if version.status is not VersionStatus.PENDING:
+                    continue
+                findings, reason = self._validate_stored(version)
+                try:
+                    concluded.append(self._conclude(version, findings, reason))
+                except FailedPrecondition:
+                    continue
+        return concluded
+
+    def _validate_stored(self, version: ModelVersion) -> tuple[dict[str, object] | None, str]:
+        try:
+            path = self.artifacts.verified_path(version.sha256)
+            reference = (
+                self.artifacts.read_verified(version.reference_sha256)
+                if version.reference_sha256
+                else None
+            )
+        except ModelplaneError as error:
+            return None, f"artifact unavailable: {error.message}"
+        options = {
+            "reference": reference,
+            "rtol": version.reference_rtol,
+            "atol": version.reference_atol,
+        }
+        with self.sandbox.slots:
+            validation = self.sandbox.start(str(path), options)
+            try:
+                validation.admitted()
+                return validation.outcome()
+            except ModelplaneError as error:
+                return None, error.message
+            finally:
+                validation.kill()
+
     def _store_reference(self, data: bytes) -> str:
         if not data:
             return ""
