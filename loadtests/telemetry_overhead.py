@@ -57,8 +57,9 @@ def serve(args: argparse.Namespace) -> None:
             metric_export_interval_ms=settings.metric_export_interval_ms,
             trace_sample_ratio=settings.trace_sample_ratio,
             slow_request_threshold_ms=settings.slow_request_threshold_ms,
-            record_predictions=not lean,
-            drift_rows_per_interval=0 if lean else 16,
+            # "on" is what a deployed replica gets from the settings' defaults.
+            record_predictions=False if lean else settings.prediction_records,
+            drift_rows_per_interval=0 if lean else settings.drift_rows_per_interval,
         )
     runtime = ReplicaRuntime(settings, f"replica-{args.serve}", telemetry=telemetry,
                              reuse_port=False)

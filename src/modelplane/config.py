@@ -101,6 +101,14 @@ class Settings(BaseSettings):
     prediction_ttl_s: int = 7 * 24 * 3600
     """How long a prediction stays known to the control plane for feedback."""
 
+    prediction_records: bool = False
+    """Ship every prediction's outputs to the control plane so ``Feedback`` can join
+    ground truth to it (accuracy / MAE per version). Off by default: on the tiny
+    model it costs about 8 % of a replica's throughput; turn it on where labels come."""
+
+    drift_rows_per_interval: int = 16
+    """Rows per version and export interval sampled for drift (0 turns drift off)."""
+
     webhook_allowed_hosts: tuple[str, ...] = ()
     """Webhook hosts allowed whatever they resolve to (e.g. an internal CI server)."""
 

@@ -97,6 +97,8 @@ class DataPlane:
                 trace_sample_ratio=settings.trace_sample_ratio,
                 slow_request_threshold_ms=settings.slow_request_threshold_ms,
                 prometheus=prometheus,
+                record_predictions=settings.prediction_records,
+                drift_rows_per_interval=settings.drift_rows_per_interval,
             )
         try:
             self._runtime = ReplicaRuntime(
