@@ -43,7 +43,7 @@ pytestmark = pytest.mark.integration
 X = np.random.default_rng(3).standard_normal((2, 16)).astype(np.float32)
 
 
-def slow_linear_model(width: int = 384, depth: int = 24, seed: int = 9) -> bytes:
+def slow_linear_model(width: int = 384, depth: int = 96, seed: int = 9) -> bytes:
     """Same signature as ``linear_model`` (x [-1,16] -> y [-1,4]) but a MatMul chain
     of ``depth`` width x width layers in between: milliseconds instead of microseconds."""
     rng = np.random.default_rng(seed)
@@ -185,8 +185,11 @@ def test_slow_version_is_rolled_back_and_good_one_promoted_by_themselves(loop: L
     assert [(t.version, t.weight) for t in route.targets] == [(1, 100)]
     assert [e.action for e in slow.history] == ["started", "rolled_back"]
 
-    # Same model as the stable one, so p99 matches: the gates hold at every step.
-    good = _start(loop, version=3, max_p99_ratio=3.0)
+    # Same model as the stable one, so p99 matches: the gates hold at every step. The
+    # canary's p99 rests on a few dozen requests, so the gate leaves room for the odd
+    # scheduling hiccup on a 2-core machine; the slow version above is far beyond it.
+    time.sleep(1.0)  # let the slow canary's last requests leave the window
+    good = _start(loop, version=3, max_p99_ratio=6.0)
     assert good.canary_weight == 10
     done = _wait_done(loop)
     assert done.state == "promoted", done.reason

@@ -129,24 +129,45 @@ class Predictor:
         """The version's runner, configured by the current table (or the defaults)."""
         runner = self._runners.get(model.key)
         if runner is None or runner.model is not model:
-            defaults = self.batching
-            runner = VersionRunner(
-                model,
-                max_batch_size=defaults.max_batch_size,
-                max_wait_us=defaults.max_wait_us,
-                inline_threshold_us=defaults.inline_threshold_us,
-            )
+            runner = self._new_runner(model, self.table)
             self._runners[model.key] = runner
-            self._configure(runner, self.table)
-            one_row = runner.one_row_us
-            _log.info(
-                "%s runs %s (one-row run %s, batchable %s)",
-                model.key,
-                runner.mode,
-                "unknown" if one_row is None else f"{one_row:.0f} us",
-                runner.batchable,
-            )
         return runner
+
+    def _new_runner(self, model: LoadedModel, table: RouteTable) -> VersionRunner:
+        defaults = self.batching
+        # Building a runner probes one run of the model: the session's first run,
+        # which allocates and can take milliseconds.
+        runner = VersionRunner(
+            model,
+            max_batch_size=defaults.max_batch_size,
+            max_wait_us=defaults.max_wait_us,
+            inline_threshold_us=defaults.inline_threshold_us,
+        )
+        self._configure(runner, table)
+        one_row = runner.one_row_us
+        _log.info(
+            "%s runs %s (one-row run %s, batchable %s)",
+            model.key,
+            runner.mode,
+            "unknown" if one_row is None else f"{one_row:.0f} us",
+            runner.batchable,
+        )
+        return runner
+
+    def prepare_runners(self, table: RouteTable) -> None:
+        """Builds the runners a table's routes need, before the table serves.
+
+        On the watcher thread, so a version's first request finds it warm instead
+        of paying the probe run on the event loop (make-before-break, like the
+        sessions themselves).
+        """
+        runners = dict(self._runners)
+        for key in table.versions_needed():
+            model = self.sessions.get(key)
+            current = runners.get(key)
+            if model is not None and (current is None or current.model is not model):
+                runners[key] = self._new_runner(model, table)
+        self._runners = runners
 
     def table_changed(self, table: RouteTable) -> None:
         """Applies a new table's batching limits and forgets runners of unloaded versions."""

@@ -228,6 +228,7 @@ class ReplicaRuntime:
                 )
                 new = new.keeping(current, failed_endpoints)
             self._report_load_failures({*preload_failures, *failures})
+            self.predictor.prepare_runners(new)
             self.predictor.table = new
             self.predictor.table_changed(new)
             if not failures:
