@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from modelplane.domain.errors import Aborted
+from modelplane.domain.errors import Aborted, FailedPrecondition
 from modelplane.domain.models import RouteTarget, ShadowTarget
 from modelplane.registry.artifacts import ArtifactStore
 from modelplane.registry.redis_store import RedisRegistryStore
@@ -47,3 +47,19 @@ def test_reweight_against_a_stale_revision_changes_nothing(registry: Registry) -
     with pytest.raises(Aborted):
         registry.reweight_route("e", (RouteTarget("m", 100, version=3),), route.revision)
     assert [t.version for t in registry.get_route("e").targets] == [2]
+
+
+def test_shadow_and_fallback_versions_cannot_be_deleted_or_archived(registry: Registry) -> None:
+    registry.set_route(
+        "e",
+        (RouteTarget("m", 100, version=1),),
+        0,
+        shadows=(ShadowTarget("m", 10.0, version=3),),
+        fallback=RouteTarget("m", 1, version=2),
+    )
+    for version in (2, 3):
+        with pytest.raises(FailedPrecondition, match=r"endpoint\(s\) 'e'"):
+            registry.delete_version("m", version)
+        with pytest.raises(FailedPrecondition, match="'e'"):
+            registry.archive_version("m", version)
+    assert registry.get_version("m", 2).status.value == "READY"

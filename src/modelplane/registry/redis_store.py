@@ -108,15 +108,30 @@ local function references(model, version)
     by_alias[flat[i]] = flat[i + 1]
     if flat[i + 1] == version then aliases[#aliases + 1] = flat[i] end
   end
+  local function names(t)
+    return t['model'] == model and ((t['version'] and tostring(t['version']) == version)
+      or (t['alias'] and by_alias[t['alias']] == version))
+  end
   for _, endpoint in ipairs(redis.call('SMEMBERS', k('routes'))) do
-    local targets = redis.call('HGET', k('route', endpoint), 'targets')
+    local route = k('route', endpoint)
+    -- Weighted targets, shadows and the fallback all make a replica load the version.
+    local refs = {}
+    local targets = redis.call('HGET', route, 'targets')
     if targets then
-      for _, t in ipairs(cjson.decode(targets)) do
-        if t['model'] == model and ((t['version'] and tostring(t['version']) == version)
-            or (t['alias'] and by_alias[t['alias']] == version)) then
-          endpoints[#endpoints + 1] = endpoint
-          break
-        end
+      for _, t in ipairs(cjson.decode(targets)) do refs[#refs + 1] = t end
+    end
+    local policy = redis.call('HGET', route, 'policy')
+    if policy and policy ~= '' then
+      local p = cjson.decode(policy)
+      if type(p['shadows']) == 'table' then
+        for _, t in ipairs(p['shadows']) do refs[#refs + 1] = t end
+      end
+      if type(p['fallback']) == 'table' then refs[#refs + 1] = p['fallback'] end
+    end
+    for _, t in ipairs(refs) do
+      if names(t) then
+        endpoints[#endpoints + 1] = endpoint
+        break
       end
     end
   end
