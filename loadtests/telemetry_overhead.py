@@ -95,6 +95,15 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         control.registry.set_route(ENDPOINT, [RouteTarget("m", 100, version=1)], 0)
         servers = {}
         for mode in args.modes.split(","):
+            if mode == "bare":
+                # The same model behind a bare grpc.aio + onnxruntime server: the
+                # yardstick for what the replica's whole path costs.
+                model_file = workdir / "bench.onnx"
+                model_file.write_bytes(linear_model())
+                servers["bare"] = stack.enter_context(
+                    ServerProcess("loadtests.bare_server", ["--model", str(model_file)])
+                )
+                continue
             server = ServerProcess(
                 "loadtests.telemetry_overhead",
                 ["--serve", mode, "--redis", redis_server.url, "--prefix", "bench",
@@ -150,9 +159,14 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         }
         for name in runs
     }
-    off = summary["telemetry-off"]
+    off = summary.get("telemetry-off") or next(iter(summary.values()))
     result = {
         "summary": summary,
+        "throughput_vs_bare": (
+            {name: round(s["throughput_rps"] / summary["bare"]["throughput_rps"], 4)
+             for name, s in summary.items()}
+            if "bare" in summary else {}
+        ),
         "throughput_vs_off": {
             name: round(s["throughput_rps"] / off["throughput_rps"], 4)
             for name, s in summary.items()
@@ -177,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--serve", choices=("on", "off", "lean"))
     parser.add_argument("--modes", default="on,off",
                         help="replicas to compare: on (defaults), off, lean (no prediction "
-                             "records or drift samples)")
+                             "records or drift samples), bare (a bare grpc.aio server)")
     parser.add_argument("--redis")
     parser.add_argument("--prefix", default="bench")
     parser.add_argument("--control")

@@ -218,6 +218,11 @@ class AsyncErrorInterceptor(aio.ServerInterceptor):
         cached = self._cache.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        wrapped = _wrap_async_handler(handler, method)
+        wrapped = self.wrap(handler, method)
         self._cache[method] = (handler, wrapped)
         return wrapped
+
+    def wrap(self, handler: _Handler, method: str) -> _Handler:
+        """The handler with errors mapped: also applied once, at registration, by
+        servers that wrap handlers instead of intercepting every call."""
+        return _wrap_async_handler(handler, method)

@@ -218,11 +218,12 @@ class AsyncAuthInterceptor(aio.ServerInterceptor):
         cached = self._cache.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        wrapped = self._wrap(handler, method)
+        wrapped = self.wrap(handler, method)
         self._cache[method] = (handler, wrapped)
         return wrapped
 
-    def _wrap(self, handler: _Handler, method: str) -> _Handler:
+    def wrap(self, handler: _Handler, method: str) -> _Handler:
+        """The handler with this method's check in front (unchanged when none applies)."""
         access = self._access.get(method)
         if access == ENDPOINT:
             if not self._endpoints.active:

@@ -63,21 +63,25 @@ class AsyncLimitsInterceptor(aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> _Handler | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        if not inspect.iscoroutinefunction(handler.unary_unary):
+        if handler is None:
             return handler
         method = handler_call_details.method
         cached = self._cache.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        wrapped = grpc.unary_unary_rpc_method_handler(
+        wrapped = self.wrap(handler, method)
+        self._cache[method] = (handler, wrapped)
+        return wrapped
+
+    def wrap(self, handler: _Handler, method: str) -> _Handler:
+        """The handler bounded in time and tensor size (unary coroutine handlers only)."""
+        if handler.unary_unary is None or not inspect.iscoroutinefunction(handler.unary_unary):
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
             self._bounded(handler.unary_unary, method),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
-        self._cache[method] = (handler, wrapped)
-        return wrapped
 
     def _budget(self, context: Any) -> float | None:
         """The server's own timer, or None when the client's deadline already bounds the call.

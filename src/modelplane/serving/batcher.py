@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from modelplane.domain.errors import InvalidArgument
+from modelplane.domain.timeline import PredictTimeline
 from modelplane.serving.sessions import LoadedModel
 
 _log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class _Item:
     rows: int
     group: tuple[object, ...]
     future: asyncio.Future[Outputs] = field(repr=False)
+    timeline: PredictTimeline | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,39 +105,56 @@ class VersionRunner:
         return not self.inline and self.batchable and self.max_batch_size > 1
 
     async def run(
-        self, inputs: dict[str, np.ndarray], output_names: Sequence[str] = ()
+        self,
+        inputs: dict[str, np.ndarray],
+        output_names: Sequence[str] = (),
+        timeline: PredictTimeline | None = None,
     ) -> Outputs:
+        """The version's outputs for ``inputs``; ``timeline`` (if given) gets the
+        queue and run stamps."""
         model = self.model
         names = model.output_names(output_names)
         model.validate(inputs)
+        if timeline is not None:
+            timeline.queued_ns = time.time_ns()
         if self.inline:
-            return model.run_checked(inputs, names)
+            if timeline is None:
+                return model.run_checked(inputs, names)
+            return _timed_run(model, inputs, names, timeline)
         loop = asyncio.get_running_loop()
         if not self.batching:
-            return await loop.run_in_executor(
-                self._thread(), model.run_checked, inputs, names
-            )
+            return await self._run_alone(loop, inputs, names, timeline)
         rows = _rows(inputs)
-        group = (names, *((n, a.dtype.str, a.shape[1:]) for n, a in sorted(inputs.items())))
-        future: asyncio.Future[Outputs] = loop.create_future()
-        item = _Item(inputs, names, rows, group, future)
         if not self._draining:
-            # Nothing running: this request goes at once, on the same path as
-            # an unbatched one, and whoever arrives meanwhile queues for the
-            # next run.
+            # Nothing running: this request goes at once, on exactly the path of
+            # an unbatched one (no queue entry, no future), and whoever arrives
+            # meanwhile queues for the next run.
             self._draining = True
+            self._count_run(1)
             try:
-                (result,) = await loop.run_in_executor(self._thread(), self._run_batch, [item])
+                return await self._run_alone(loop, inputs, names, timeline)
             finally:
                 if self._pending:
                     self._drain_task = loop.create_task(self._drain())
                 else:
                     self._draining = False
-            if isinstance(result, Exception):
-                raise result
-            return result
-        self._pending.append(item)
+        group = (names, *((n, a.dtype.str, a.shape[1:]) for n, a in sorted(inputs.items())))
+        future: asyncio.Future[Outputs] = loop.create_future()
+        self._pending.append(_Item(inputs, names, rows, group, future, timeline))
         return await future
+
+    def _run_alone(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        inputs: dict[str, np.ndarray],
+        names: tuple[str, ...],
+        timeline: PredictTimeline | None,
+    ) -> asyncio.Future[Outputs]:
+        if timeline is None:
+            return loop.run_in_executor(self._thread(), self.model.run_checked, inputs, names)
+        return loop.run_in_executor(
+            self._thread(), _timed_run, self.model, inputs, names, timeline
+        )
 
     # ---------------------------------------------------------------- internals
 
@@ -192,15 +212,21 @@ class VersionRunner:
             pending.extend(keep)
         return batch
 
+    def _count_run(self, requests: int) -> None:
+        self._runs += 1
+        self._requests += requests
+        self._largest = max(self._largest, requests)
+
     def _run_batch(self, batch: list[_Item]) -> list[Outputs | Exception]:
         """On the version's thread: one run for the whole batch, split back per caller."""
         model = self.model
-        self._runs += 1
-        self._requests += len(batch)
-        self._largest = max(self._largest, len(batch))
+        self._count_run(len(batch))
+        started = time.time_ns()
         if len(batch) == 1:
             item = batch[0]
-            return [_guarded(model, item.inputs, item.names)]
+            result = _guarded(model, item.inputs, item.names)
+            _stamp(batch, started, item.rows)
+            return [result]
         names = batch[0].names
         stacked = {
             name: np.concatenate([item.inputs[name] for item in batch])
@@ -209,6 +235,7 @@ class VersionRunner:
         total = sum(item.rows for item in batch)
         try:
             outputs = model.run_checked(stacked, names)
+            _stamp(batch, started, total)
         except Exception:
             # A model may declare a dynamic first dimension and still fail on
             # stacked rows: run each caller alone, so only a caller whose own
@@ -227,6 +254,34 @@ class VersionRunner:
             results.append({name: array[start:end].copy() for name, array in outputs.items()})
             start = end
         return results
+
+
+def _timed_run(
+    model: LoadedModel,
+    inputs: dict[str, np.ndarray],
+    names: tuple[str, ...],
+    timeline: PredictTimeline,
+) -> Outputs:
+    timeline.run_start_ns = time.time_ns()
+    try:
+        return model.run_checked(inputs, names)
+    finally:
+        timeline.run_end_ns = time.time_ns()
+        timeline.batch_requests = 1
+        first = next(iter(inputs.values()), None)
+        timeline.batch_rows = int(first.shape[0]) if first is not None and first.ndim else 1
+
+
+def _stamp(batch: list[_Item], started: int, rows: int) -> None:
+    """Every caller of one run gets the run's stamps and size."""
+    ended = time.time_ns()
+    for item in batch:
+        timeline = item.timeline
+        if timeline is not None:
+            timeline.run_start_ns = started
+            timeline.run_end_ns = ended
+            timeline.batch_requests = len(batch)
+            timeline.batch_rows = rows
 
 
 def _guarded(model: LoadedModel, inputs: dict[str, np.ndarray], names: tuple[str, ...]) -> (

@@ -17,12 +17,21 @@ from modelplane.codec.inference import (
     encode_predict_response,
     sticky_key_from_metadata,
 )
+from modelplane.domain.timeline import PredictTimeline
 from modelplane.serving.predictor import Predictor
 from modelplane.v1 import inference_pb2, inference_pb2_grpc
 
 
 class PredictObservation(Protocol):
-    def answered(self, endpoint: str, model: str, version: int, prediction_id: str) -> None: ...
+    def answered(
+        self,
+        endpoint: str,
+        model: str,
+        version: int,
+        prediction_id: str,
+        timeline: PredictTimeline | None = None,
+        route_reason: str = "",
+    ) -> None: ...
 
     def record_io(
         self,
@@ -68,7 +77,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         if observation is not None:
             # Telemetry hook: names the answer, hands inputs/outputs over for feedback
             # and drift (buffered, shipped off the request path).
-            observation.answered(p.endpoint, p.model, p.version, p.prediction_id)
+            observation.answered(p.endpoint, p.model, p.version, p.prediction_id, p.timeline)
             observation.record_io(decoded.inputs, p.outputs, p.route_reason.value)
         return encode_predict_response(
             p.outputs, p.endpoint, p.model, p.version, p.prediction_id, p.route_reason

@@ -201,13 +201,14 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         # before routing still counts against it; a model name is not an endpoint.
         endpoint = request.model_name if self.predictor.table.endpoint(request.model_name) else ""
         with telemetry.observe_predict(metadata, endpoint) as observation:
-            response = await self._infer(request, metadata)
-            params = response.parameters
+            response, prediction = await self._infer_and_tell(request, metadata)
             observation.answered(
-                params["modelplane.endpoint"].string_param,
-                params["modelplane.model"].string_param,
-                int(response.model_version),
-                params["modelplane.prediction_id"].string_param,
+                prediction.endpoint,
+                prediction.model,
+                prediction.version,
+                prediction.prediction_id,
+                prediction.timeline,
+                prediction.route_reason.value,
             )
             return response
 
@@ -240,6 +241,12 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def _infer(
         self, request: pb.ModelInferRequest, metadata: Sequence[tuple[str, str | bytes]]
     ) -> pb.ModelInferResponse:
+        response, _ = await self._infer_and_tell(request, metadata)
+        return response
+
+    async def _infer_and_tell(
+        self, request: pb.ModelInferRequest, metadata: Sequence[tuple[str, str | bytes]]
+    ) -> tuple[pb.ModelInferResponse, Prediction]:
         started = time.perf_counter_ns()
         table = self.predictor.table
         blame = (request.model_name, 0)
@@ -266,19 +273,10 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
             raise
         finished = time.perf_counter_ns()
         self.statistics.succeeded(
-            prediction.model,
-            prediction.version,
-            _rows(decoded),
-            # The batcher's queue wait is inside the predictor's time until the
-            # predictor reports it separately; the queue here is what precedes it.
-            Timings(
-                queue=0,
-                compute_input=decoded_at - started,
-                compute_infer=predicted_at - decoded_at,
-                compute_output=finished - predicted_at,
-            ),
+            prediction.model, prediction.version, _rows(decoded),
+            _timings(started, decoded_at, predicted_at, finished, prediction),
         )
-        return response
+        return response, prediction
 
     @staticmethod
     def _encode(decoded: OipInferRequest, prediction: Prediction) -> pb.ModelInferResponse:
@@ -400,3 +398,20 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
                 return function(*args)
 
         return await asyncio.get_running_loop().run_in_executor(None, call)
+
+
+def _timings(
+    started: int, decoded_at: int, predicted_at: int, finished: int, prediction: Prediction
+) -> Timings:
+    """The request's phases: the wait for its version's runner is the queue, the
+    model run is the inference, routing and validation count as input work."""
+    predicting = predicted_at - decoded_at
+    timeline = prediction.timeline
+    queue = min(timeline.queue_ns, predicting)
+    infer = min(timeline.infer_ns, predicting - queue) if timeline.infer_ns else predicting - queue
+    return Timings(
+        queue=queue,
+        compute_input=decoded_at - started + (predicting - queue - infer),
+        compute_infer=infer,
+        compute_output=finished - predicted_at,
+    )

@@ -19,13 +19,15 @@ import asyncio
 import itertools
 import logging
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from modelplane.codec.inference import InferenceRequest
 from modelplane.domain.errors import InvalidArgument
 from modelplane.domain.models import ModelVersion, RouteReason, VersionKey
+from modelplane.domain.timeline import PredictTimeline, ShadowTiming
 from modelplane.routing.shadow import ShadowBook, compare
 from modelplane.routing.table import EndpointRoute, RouteTable
 from modelplane.serving.batcher import VersionRunner
@@ -55,6 +57,8 @@ class Prediction:
     version: int
     prediction_id: str
     route_reason: RouteReason = RouteReason.PINNED
+    timeline: PredictTimeline = field(default_factory=PredictTimeline)
+    """When it was routed, queued and run (and, later, its shadows): for spans and stats."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +98,16 @@ class Predictor:
         ``sticky_key`` (the ``x-modelplane-key`` metadata) assigns the request by
         consistent hashing; without it, the route's sticky input's value does.
         """
+        timeline = PredictTimeline(time.time_ns())
         table = self.table
         if request.endpoint is None:
             assert request.model is not None  # decoding guarantees one target
             key = table.resolve_model(request.model, request.version, request.alias)
-            outputs = await self._run(table, key, request)
+            timeline.routed_ns = time.time_ns()
+            outputs = await self._run(table, key, request, timeline)
             return Prediction(
-                outputs, "", key.model, key.version, self._ids.next(), RouteReason.PINNED
+                outputs, "", key.model, key.version, self._ids.next(), RouteReason.PINNED,
+                timeline,
             )
         endpoint = request.endpoint
         route = table.route(endpoint)
@@ -109,8 +116,9 @@ class Predictor:
             if value is not None:
                 sticky_key = value.tobytes()
         key, reason = route.pick(sticky_key)
+        timeline.routed_ns = time.time_ns()
         try:
-            outputs = await self._run(table, key, request)
+            outputs = await self._run(table, key, request, timeline)
         except InvalidArgument:
             raise  # the caller's mistake: another version would refuse it too
         except Exception as error:
@@ -120,10 +128,12 @@ class Predictor:
             _log.warning("endpoint '%s': %s failed (%s); answering with %s", endpoint, key,
                          error, fallback)
             key, reason = fallback, RouteReason.FALLBACK
-            outputs = await self._run(table, key, request)
+            outputs = await self._run(table, key, request, timeline)
         if route.shadows:
-            self._mirror(table, route, key, request, outputs)
-        return Prediction(outputs, endpoint, key.model, key.version, self._ids.next(), reason)
+            self._mirror(table, route, key, request, outputs, timeline)
+        return Prediction(
+            outputs, endpoint, key.model, key.version, self._ids.next(), reason, timeline
+        )
 
     def runner(self, model: LoadedModel) -> VersionRunner:
         """The version's runner, configured by the current table (or the defaults)."""
@@ -190,12 +200,16 @@ class Predictor:
             )
 
     async def _run(
-        self, table: RouteTable, key: VersionKey, request: InferenceRequest
+        self,
+        table: RouteTable,
+        key: VersionKey,
+        request: InferenceRequest,
+        timeline: PredictTimeline | None = None,
     ) -> dict[str, np.ndarray]:
         model = self.sessions.get(key)
         if model is None:
             model = await self._load(table.version_info(key))
-        return await self.runner(model).run(request.inputs, request.output_names)
+        return await self.runner(model).run(request.inputs, request.output_names, timeline)
 
     def _mirror(
         self,
@@ -204,6 +218,7 @@ class Predictor:
         primary: VersionKey,
         request: InferenceRequest,
         outputs: dict[str, np.ndarray],
+        timeline: PredictTimeline,
     ) -> None:
         for shadow in route.shadows:
             if shadow.key == primary or np.random.random() * 100.0 >= shadow.percent:
@@ -211,8 +226,10 @@ class Predictor:
             if len(self._shadow_tasks) >= self.max_shadow_in_flight:
                 self.shadows_skipped += 1
                 continue
+            timeline.expect_shadows()
             task = asyncio.get_running_loop().create_task(
-                self._shadow(table, route.endpoint, primary, shadow.key, request, outputs)
+                self._shadow(table, route.endpoint, primary, shadow.key, request, outputs,
+                             timeline)
             )
             self._shadow_tasks.add(task)
             task.add_done_callback(self._shadow_tasks.discard)
@@ -225,13 +242,21 @@ class Predictor:
         shadow: VersionKey,
         request: InferenceRequest,
         expected: dict[str, np.ndarray],
+        timeline: PredictTimeline,
     ) -> None:
+        started = time.time_ns()
         try:
             got = await self._run(table, shadow, request)
         except Exception as error:
             _log.debug("shadow %s of endpoint '%s' failed: %s", shadow, endpoint, error)
             self.shadows.record_error(endpoint, primary, shadow)
+            timeline.shadow_done(
+                ShadowTiming(shadow.model, shadow.version, started, time.time_ns(), False)
+            )
             return
+        timeline.shadow_done(
+            ShadowTiming(shadow.model, shadow.version, started, time.time_ns(), True)
+        )
         wanted = {name: got[name] for name in expected if name in got}
         self.shadows.record(endpoint, primary, shadow, compare(expected, wanted))
 

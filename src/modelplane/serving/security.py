@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from grpc import aio
 
 from modelplane.config import Settings
 from modelplane.security.authenticator import Authenticator
@@ -26,6 +25,7 @@ from modelplane.security.interceptors import (
 from modelplane.security.limits import AsyncLimitsInterceptor
 from modelplane.security.principals import Role
 from modelplane.security.tls import server_credentials
+from modelplane.serving.grpc_server import HandlerWrapper
 
 R, D, ANY = Role.READER, Role.DEPLOYER, Role.ANYONE
 
@@ -60,14 +60,14 @@ DATA_PLANE_ACCESS: Mapping[str, Access] = {
 class ServerSecurity:
     """Keyword arguments for ``GrpcServerThread``, built from the settings."""
 
-    interceptors: list[aio.ServerInterceptor] = field(default_factory=list)
+    wrappers: list[HandlerWrapper] = field(default_factory=list)
     credentials: grpc.ServerCredentials | None = None
     maximum_concurrent_rpcs: int | None = None
     max_message_bytes: int = 64 * 1024 * 1024
 
     def kwargs(self) -> dict[str, Any]:
         return {
-            "interceptors": self.interceptors,
+            "wrappers": self.wrappers,
             "credentials": self.credentials,
             "maximum_concurrent_rpcs": self.maximum_concurrent_rpcs,
             "max_message_bytes": self.max_message_bytes,
@@ -76,7 +76,7 @@ class ServerSecurity:
 
 def data_plane_security(settings: Settings) -> ServerSecurity:
     endpoints = EndpointPolicy(settings.inference_auth_endpoints)
-    interceptors: list[aio.ServerInterceptor] = []
+    wrappers: list[HandlerWrapper] = []
     if settings.auth_enabled or endpoints.active:
         authenticator = Authenticator.from_config(
             settings.auth_tokens,
@@ -86,7 +86,7 @@ def data_plane_security(settings: Settings) -> ServerSecurity:
             jwt_audience=settings.auth_jwt_audience,
             jwt_role_claim=settings.auth_jwt_role_claim,
         )
-        interceptors.append(
+        wrappers.append(
             AsyncAuthInterceptor(
                 authenticator,
                 DATA_PLANE_ACCESS,
@@ -94,7 +94,7 @@ def data_plane_security(settings: Settings) -> ServerSecurity:
                 endpoints=endpoints,
             )
         )
-    interceptors.append(
+    wrappers.append(
         AsyncLimitsInterceptor(
             settings.default_deadline_s,
             settings.max_deadline_s,
@@ -108,7 +108,7 @@ def data_plane_security(settings: Settings) -> ServerSecurity:
             settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
         )
     return ServerSecurity(
-        interceptors,
+        wrappers,
         credentials,
         settings.max_concurrent_rpcs or None,
         settings.max_message_bytes,

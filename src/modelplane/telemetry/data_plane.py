@@ -82,20 +82,28 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from modelplane.domain.errors import ModelplaneError
+from modelplane.domain.timeline import PredictTimeline, ShadowTiming
 from modelplane.telemetry.drift import INDEX_BOUNDS
 from modelplane.telemetry.io_records import Arrays, IoRecorder
 from modelplane.telemetry.latency_push import LatencyRecorder
 from modelplane.telemetry.names import (
+    ATTR_BATCH_REQUESTS,
+    ATTR_BATCH_ROWS,
     ATTR_ENDPOINT,
     ATTR_MODEL,
     ATTR_PREDICTION_ID,
     ATTR_ROUTE_REASON,
+    ATTR_SHADOW_OK,
     ATTR_STATUS,
     ATTR_VERSION,
     FEATURE_VALUE,
+    INFERENCE_SPAN,
     PREDICT_SPAN,
+    QUEUE_SPAN,
+    ROUTE_SPAN,
     RPC_METHOD,
     RPC_SERVICE,
+    SHADOW_SPAN,
 )
 from modelplane.telemetry.prometheus import ReplicaMetrics
 from modelplane.telemetry.slowest import SlowestPerKey
@@ -125,6 +133,7 @@ _LOW_64_BITS = (1 << 64) - 1
 _UNSET = Status(StatusCode.UNSET)
 
 MetricAttributes = dict[str, str | int]
+_SpanAttributes = dict[str, str | int | bool]
 
 
 def _status_of(error: BaseException | None) -> str:
@@ -158,6 +167,7 @@ class PredictObservation:
         "_span_id",
         "_start_ns",
         "_status",
+        "_timeline",
         "_trace_id",
         "_version",
     )
@@ -184,18 +194,31 @@ class PredictObservation:
         self._status = OK
         self._message = ""
         self._events: tuple[Event, ...] = ()
+        self._timeline: PredictTimeline | None = None
 
     @property
     def trace_id_hex(self) -> str:
         """The request's trace id (set on entry), e.g. for logs."""
         return f"{self._trace_id:032x}"
 
-    def answered(self, endpoint: str, model: str, version: int, prediction_id: str) -> None:
-        """Names what answered; call once routing has chosen a version."""
+    def answered(
+        self,
+        endpoint: str,
+        model: str,
+        version: int,
+        prediction_id: str,
+        timeline: PredictTimeline | None = None,
+        route_reason: str = "",
+    ) -> None:
+        """Names what answered; call once routing has chosen a version. ``timeline``
+        (the prediction's phases) becomes the child spans of an exported trace."""
         self._endpoint = endpoint
         self._model = model
         self._version = version
         self._prediction_id = prediction_id
+        self._timeline = timeline
+        if route_reason:
+            self._route_reason = route_reason
 
     def record_io(self, inputs: Arrays, outputs: Arrays, route_reason: str = "") -> None:
         """Hands the decoded inputs and the outputs over for feedback and drift.
@@ -473,15 +496,16 @@ class DataPlaneTelemetry:
             attributes[ATTR_STATUS] = observation._status
             status = Status(StatusCode.ERROR, f"{observation._status}: {observation._message}")
         parent = observation._parent
+        context = SpanContext(
+            observation._trace_id,
+            observation._span_id,
+            False,
+            _SAMPLED,
+            parent.trace_state if parent is not None else None,
+        )
         span = ReadableSpan(
             PREDICT_SPAN,
-            context=SpanContext(
-                observation._trace_id,
-                observation._span_id,
-                False,
-                _SAMPLED,
-                parent.trace_state if parent is not None else None,
-            ),
+            context=context,
             parent=parent,
             resource=self._resource,
             attributes=attributes,
@@ -492,6 +516,19 @@ class DataPlaneTelemetry:
             end_time=observation._end_ns,
             instrumentation_scope=self._scope,
         )
+        self._export(span)
+        timeline = observation._timeline
+        if timeline is not None:
+            for child in self._phase_spans(observation, context, timeline):
+                self._export(child)
+            # Shadow copies run after the answer: those done now are exported with
+            # it, the others when they finish.
+            for shadow in timeline.follow_shadows(
+                lambda done: self._export(self._shadow_span(context, done))
+            ):
+                self._export(self._shadow_span(context, shadow))
+
+    def _export(self, span: ReadableSpan) -> None:
         for processor in self._span_processors:
             if _queue_length(processor) >= self._max_queue_size:
                 # The SDK would drop it too (and only log); counted here so the
@@ -499,6 +536,65 @@ class DataPlaneTelemetry:
                 self._dropped_spans += 1
                 continue
             processor.on_end(span)
+
+    def _phase_spans(
+        self, observation: PredictObservation, parent: SpanContext, timeline: PredictTimeline
+    ) -> list[ReadableSpan]:
+        """The request's phases as children of its span: routing decision, the wait
+        for its version's runner (the batch queue), the model run."""
+        spans: list[ReadableSpan] = []
+        version: _SpanAttributes = {
+            ATTR_MODEL: observation._model, ATTR_VERSION: observation._version
+        }
+        if timeline.routed_ns:
+            spans.append(self._child(
+                ROUTE_SPAN, parent, observation._start_ns, timeline.routed_ns,
+                {ATTR_ENDPOINT: observation._endpoint,
+                 ATTR_ROUTE_REASON: observation._route_reason, **version},
+            ))
+        if timeline.run_start_ns and timeline.queued_ns:
+            batch: _SpanAttributes = {
+                ATTR_BATCH_REQUESTS: timeline.batch_requests, ATTR_BATCH_ROWS: timeline.batch_rows
+            }
+            spans.append(self._child(
+                QUEUE_SPAN, parent, timeline.queued_ns, timeline.run_start_ns, batch
+            ))
+            spans.append(self._child(
+                INFERENCE_SPAN, parent, timeline.run_start_ns, timeline.run_end_ns,
+                {**version, **batch},
+            ))
+        return spans
+
+    def _shadow_span(self, parent: SpanContext, shadow: ShadowTiming) -> ReadableSpan:
+        return self._child(
+            SHADOW_SPAN, parent, shadow.start_ns, shadow.end_ns,
+            {ATTR_MODEL: shadow.model, ATTR_VERSION: shadow.version, ATTR_SHADOW_OK: shadow.ok},
+            Status(StatusCode.UNSET if shadow.ok else StatusCode.ERROR),
+        )
+
+    def _child(
+        self,
+        name: str,
+        parent: SpanContext,
+        start_ns: int,
+        end_ns: int,
+        attributes: _SpanAttributes,
+        status: Status = _UNSET,
+    ) -> ReadableSpan:
+        return ReadableSpan(
+            name,
+            context=SpanContext(
+                parent.trace_id, self._getrandbits(64), False, _SAMPLED, parent.trace_state
+            ),
+            parent=parent,
+            resource=self._resource,
+            attributes=attributes,
+            kind=SpanKind.INTERNAL,
+            status=status,
+            start_time=start_ns,
+            end_time=max(end_ns, start_ns),
+            instrumentation_scope=self._scope,
+        )
 
     @property
     def dropped_spans(self) -> int:

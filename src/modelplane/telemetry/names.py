@@ -15,6 +15,15 @@ ATTR_VERSION = "modelplane.version"
 ATTR_PREDICTION_ID = "modelplane.prediction_id"
 ATTR_STATUS = "modelplane.status"
 ATTR_ROUTE_REASON = "modelplane.route_reason"
+ATTR_BATCH_REQUESTS = "modelplane.batch.requests"
+ATTR_BATCH_ROWS = "modelplane.batch.rows"
+ATTR_SHADOW_OK = "modelplane.shadow.ok"
+
+# A Predict span's children, one per phase of the request.
+ROUTE_SPAN = "modelplane.route"
+QUEUE_SPAN = "modelplane.queue"
+INFERENCE_SPAN = "modelplane.inference"
+SHADOW_SPAN = "modelplane.shadow"
 
 # Histogram of sampled input feature / output values, over ``drift.DRIFT_BOUNDS``.
 FEATURE_VALUE = "modelplane.feature.value"
