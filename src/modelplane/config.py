@@ -98,6 +98,24 @@ class Settings(BaseSettings):
     rollout_tick_s: float = 1.0
     """How often the control plane checks the gates of running rollouts."""
 
+    alert_watch_interval_s: float = 10.0
+    """How often the control plane evaluates alerts and audits (hence webhooks) the
+    ones that start; 0 turns the watcher off (``ListAlerts`` still answers)."""
+
+    alert_accuracy_max_drop: float = 0.05
+    """Accuracy alert: a version whose accuracy from feedback is this much below its
+    endpoint's most-labelled version over the alert window."""
+
+    alert_min_feedback: int = 20
+    """Accuracy alert: labels each side needs before accuracies are compared."""
+
+    retention_keep_last: int = 3
+    """Artifact GC keeps the files of each model's latest N versions, retired or not."""
+
+    retention_referenced_days: int = 90
+    """Artifact GC keeps the files of versions named in the audit within this many days
+    (retirement itself included); 0 turns this protection off."""
+
     prediction_ttl_s: int = 7 * 24 * 3600
     """How long a prediction stays known to the control plane for feedback."""
 

@@ -107,7 +107,8 @@ def _wait_for(capture: Capture, names: set[str], timeout_s: float = 10.0) -> lis
         if names <= {span.name for span in capture.spans}:
             return list(capture.spans)
         time.sleep(0.05)
-    raise AssertionError(f"spans {sorted(names)} not all exported: {[s.name for s in capture.spans]}")
+    exported = [span.name for span in capture.spans]
+    raise AssertionError(f"spans {sorted(names)} not all exported: {exported}")
 
 
 def test_an_exported_trace_has_a_child_span_per_phase_and_per_shadow(replica: Replica) -> None:

@@ -204,11 +204,20 @@ def test_slow_version_is_rolled_back_and_good_one_promoted_by_themselves(loop: L
                   if e.actor == "rollout" and e.endpoint == "fraud"]
     finally:
         store._redis.close()
-    reasons = [e.reason for e in events]
-    assert len(events) == 5, reasons
+    # Each transition: the route write (set_route), then the rollout's own event,
+    # which webhooks deliver as rollout.advanced / rollout.rolled_back.
+    routes = [e for e in events if e.action == "set_route"]
+    reasons = [e.reason for e in routes]
+    assert len(routes) == 5, reasons
     assert reasons[1].startswith("rolled back at 10%: canary p99")
     assert reasons[3].startswith("advanced to 50%: gates held at 10%")
     assert reasons[4].startswith("promoted: gates held at 50%")
+    transitions = [(e.action, e.reason) for e in events if e.action != "set_route"]
+    assert [action for action, _ in transitions] == [
+        "rollout_started", "rollout_rolled_back", "rollout_started", "rollout_advanced",
+        "rollout_promoted",
+    ]
+    assert [reason for _, reason in transitions] == reasons
     # And live traffic ended up on the promoted version.
     time.sleep(0.3)
     assert loop.predictions[-1].version == 3

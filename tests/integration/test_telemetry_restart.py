@@ -3,6 +3,7 @@ windows (flushed slots) and running rollouts (resumed with their step clock)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -214,3 +215,26 @@ def test_the_accuracy_gate_rolls_back_a_less_accurate_canary(
     assert rolled.reason == (
         "rolled back at 10%: canary accuracy 0.800 - stable 0.900 = -0.100 < -0.050"
     )
+
+
+def test_malformed_slots_are_skipped_with_a_warning(
+    client: redis.Redis, key_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock(T0)
+    agg = StatsAggregator(clock=clock)
+    for i in range(3):
+        _add(agg, 1, 0.002, 10, T0 - 100 + i * SLOT_SECONDS)
+    AggregatePersistence(client, key_prefix, agg, clock=clock).flush()
+    slots = f'{key_prefix}:tel:slots:["fraud", "m", 1]'
+    epoch = str(int((T0 - 100) // SLOT_SECONDS))
+    client.hset(slots, epoch, (client.hget(slots, epoch) or b"")[:20])  # cut short
+    client.hset(f"{key_prefix}:tel:totals", '["fraud", "m", 2]', "[1,")
+    client.sadd(f"{key_prefix}:tel:series", '["fraud", "m"')
+    caplog.set_level(logging.WARNING, logger="modelplane.telemetry.persistence")
+    fresh = StatsAggregator(clock=clock)
+    assert AggregatePersistence(client, key_prefix, fresh, clock=clock).restore() == 2
+    assert fresh.query("fraud", 3600)[0].window_request_count == 20
+    warnings = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"slot {epoch} of" in warnings and "malformed" in warnings
+    assert "totals of '[\"fraud\", \"m\", 2]'" in warnings
+    assert "series '[\"fraud\", \"m\"'" in warnings

@@ -21,6 +21,7 @@ from modelplane.cli import (
     control_plane,
     importers,
     inference,
+    lifecycle,  # `modelplane retire-endpoint`, `gc-artifacts`
     promote,
     registry,
     rollout,
@@ -38,6 +39,7 @@ COMMAND_GROUPS = (
     auth,
     scale,
     webhooks,
+    lifecycle,
 )
 
 

@@ -177,11 +177,25 @@ def stats_table(stats: Iterable[telemetry_pb2.VersionStats]) -> str:
             f"{s.p90_ms:.3f}",
             f"{s.p99_ms:.3f}",
             f"{s.window_seconds}s",
+            f"{s.drift_psi:.3f}" if s.HasField("drift_psi") else "-",
+            _quality_cell(s),
         )
         for s in stats
     ]
     return table(
         ("ENDPOINT", "VERSION", "REQUESTS", "ERRORS", "IN WINDOW", "P50 ms", "P90 ms", "P99 ms",
-         "WINDOW"),
+         "WINDOW", "DRIFT PSI", "ACCURACY/MAE"),
         rows,
     )
+
+
+def _quality_cell(s: telemetry_pb2.VersionStats) -> str:
+    """Accuracy (class labels) or MAE (values) over the window, with the labels behind it."""
+    parts = []
+    if s.HasField("accuracy"):
+        parts.append(f"{s.accuracy:.1%}")
+    if s.HasField("mae"):
+        parts.append(f"MAE {s.mae:.4g}")
+    if not parts:
+        return "-"
+    return f"{' '.join(parts)} ({s.feedback_count} labels)"

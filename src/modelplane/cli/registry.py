@@ -1,5 +1,5 @@
-"""Registry commands: register, models, versions, version, archive, delete-version,
-verify, alias."""
+"""Registry commands: register, models, versions, version, archive (alias retire),
+delete-version, verify, alias."""
 
 from __future__ import annotations
 
@@ -113,12 +113,14 @@ def add_commands(sub: Any) -> None:
     cmd.add_argument("version", type=int)
     cmd.set_defaults(handler=_cmd_version)
 
-    for name, help_text in (
-        ("archive", "archive a version (kept, never served again)"),
-        ("delete-version", "delete a version no alias or route references"),
-        ("verify", "re-hash a version's artifact; corruption marks it FAILED"),
+    for name, aliases, help_text in (
+        ("archive", ["retire"], "retire a version: ARCHIVED, kept, never served again"),
+        ("delete-version", [], "delete a version no alias or route references"),
+        ("verify", [], "re-hash a version's artifact; corruption marks it FAILED"),
     ):
-        cmd = sub.add_parser(name, parents=[common, audit, json_flag], help=help_text)
+        cmd = sub.add_parser(
+            name, aliases=aliases, parents=[common, audit, json_flag], help=help_text
+        )
         cmd.add_argument("model")
         cmd.add_argument("version", type=int)
         cmd.set_defaults(handler=_cmd_version_action, action=name)

@@ -110,6 +110,11 @@ def version_to_proto(version: ModelVersion) -> registry_pb2.ModelVersion:
         reference_sha256=version.reference_sha256,
         reference_rtol=version.reference_rtol,
         reference_atol=version.reference_atol,
+        artifact_purged_at=(
+            timestamp_from_ms(version.artifact_purged_at_ms)
+            if version.artifact_purged_at_ms
+            else None
+        ),
     )
 
 
@@ -129,6 +134,11 @@ def version_from_proto(message: registry_pb2.ModelVersion) -> ModelVersion:
         reference_sha256=message.reference_sha256,
         reference_rtol=message.reference_rtol,
         reference_atol=message.reference_atol,
+        artifact_purged_at_ms=(
+            timestamp_to_ms(message.artifact_purged_at)
+            if message.HasField("artifact_purged_at")
+            else 0
+        ),
     )
 
 
@@ -198,3 +208,4 @@ def served_at_to_proto(served: ServedAt) -> registry_pb2.ServedAtResponse:
             for t in served.targets
         ],
     )
+

@@ -40,6 +40,8 @@ _TABLE: dict[str, dict[str, Role]] = {
         "ListAliasHistory": R,
         "QueryAudit": R,
         "ServedAt": R,
+        "RetireEndpoint": D,
+        "GcArtifacts": A,
     },
     "modelplane.v1.RoutingService": {
         "SetRoute": D,

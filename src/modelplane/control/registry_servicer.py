@@ -19,6 +19,7 @@ from modelplane.codec.registry import (
 from modelplane.control.caller import caller
 from modelplane.domain.errors import InvalidArgument
 from modelplane.domain.models import ModelVersion
+from modelplane.registry.retention import Decision, GcPlan
 from modelplane.registry.use_cases import Registry
 from modelplane.v1 import registry_pb2, registry_pb2_grpc
 
@@ -182,3 +183,38 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             raise InvalidArgument("time: a point in time is required")
         served = self._registry.served_at(request.endpoint, timestamp_to_ms(request.time))
         return served_at_to_proto(served)
+
+    def RetireEndpoint(
+        self, request: registry_pb2.RetireEndpointRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.RetireEndpointResponse:
+        with caller(context):
+            revision = self._registry.retire_endpoint(
+                request.endpoint, request.expected_revision
+            )
+        return registry_pb2.RetireEndpointResponse(revision=revision)
+
+    def GcArtifacts(
+        self, request: registry_pb2.GcArtifactsRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.GcArtifactsResponse:
+        with caller(context):
+            outcome = self._registry.gc_artifacts(dry_run=request.dry_run)
+        return gc_to_proto(outcome, request.dry_run)
+
+
+def gc_to_proto(outcome: GcPlan, dry_run: bool) -> registry_pb2.GcArtifactsResponse:
+    def entry(decision: Decision) -> registry_pb2.GcArtifact:
+        version = decision.version
+        return registry_pb2.GcArtifact(
+            model=version.model,
+            version=version.version,
+            sha256=version.sha256,
+            size_bytes=version.size_bytes,
+            kept_because=decision.kept_because,
+        )
+
+    return registry_pb2.GcArtifactsResponse(
+        dry_run=dry_run,
+        purged=[entry(d) for d in outcome.purge],
+        kept=[entry(d) for d in outcome.keep],
+        bytes_freed=outcome.bytes_freed,
+    )

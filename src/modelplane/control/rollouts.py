@@ -11,7 +11,10 @@ mid-step included) all traffic goes back to the stable version.
 
 Every weight change goes through ``Registry.set_route`` with the route revision
 the rollout last wrote (compare-and-set), under the audit identity ``rollout``
-with the step and its reason, so the audit trail tells the whole story. If
+with the step and its reason, so the audit trail tells the whole story; each
+transition is also audited as ``rollout_<action>`` (started, advanced, promoted,
+rolled_back, aborted), which webhooks deliver as rollout.advanced or
+rollout.rolled_back. If
 someone else changed the route in between, the rollout stops (aborted) instead
 of overwriting their change.
 
@@ -33,7 +36,13 @@ from typing import Any
 
 import redis
 
-from modelplane.domain.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from modelplane.domain.errors import (
+    Aborted,
+    FailedPrecondition,
+    InvalidArgument,
+    ModelplaneError,
+    NotFound,
+)
 from modelplane.domain.models import Route, RouteTarget
 from modelplane.domain.rollouts import (
     ABORTED,
@@ -46,6 +55,7 @@ from modelplane.domain.rollouts import (
 )
 from modelplane.domain.stats import VersionStatsRecord
 from modelplane.registry.audit_context import acting_as
+from modelplane.registry.route_plan import unservable
 from modelplane.registry.use_cases import Registry
 from modelplane.telemetry.aggregator import StatsAggregator
 
@@ -147,7 +157,9 @@ class RolloutManager:
                 raise InvalidArgument(
                     f"version: {model}:{version} already serves '{endpoint}'; pick another"
                 )
-            self._registry.get_version(model, version)
+            canary = self._registry.get_version(model, version)
+            if not canary.servable:
+                raise FailedPrecondition(f"version: {unservable(canary)}")
             now_ms = self._now_ms()
             rollout = Rollout(
                 endpoint=endpoint,
@@ -297,6 +309,7 @@ class RolloutManager:
             )
             stopped = _with_event(stopped, self._now_ms(), "aborted", stopped.reason)
             self._save(stopped)
+            self._audit(stopped, "aborted")
             if action in ("promoted", "aborted"):
                 raise
             return stopped
@@ -304,8 +317,34 @@ class RolloutManager:
         moved = dataclasses.replace(moved, route_revision=route.revision, step_started_ms=now_ms)
         moved = _with_event(moved, now_ms, action, reason)
         self._save(moved)
+        self._audit(moved, action)
         log.info("rollout %s: %s", rollout.endpoint, reason)
         return moved
+
+    def _audit(self, rollout: Rollout, action: str) -> None:
+        """One audit event per transition (``rollout_<action>``), which webhooks deliver
+        as rollout.advanced or rollout.rolled_back; the route write beside it is audited
+        as set_route. Written after the transition, so a failure here is only logged."""
+        detail: dict[str, object] = {
+            "model": rollout.model,
+            "canary_version": rollout.canary_version,
+            "stable_version": rollout.stable_version,
+            "canary_weight": rollout.canary_weight,
+            "state": rollout.state,
+            "step_index": rollout.step_index,
+            "route_revision": rollout.route_revision,
+        }
+        try:
+            with acting_as(ACTOR, rollout.reason):
+                self._registry.record_event(
+                    f"rollout_{action}",
+                    f"endpoint/{rollout.endpoint}",
+                    model=rollout.model,
+                    endpoint=rollout.endpoint,
+                    detail=detail,
+                )
+        except (ModelplaneError, redis.RedisError) as error:
+            log.warning("rollout %s: could not audit '%s': %s", rollout.endpoint, action, error)
 
     @staticmethod
     def _targets(rollout: Rollout, weight: int) -> list[RouteTarget]:

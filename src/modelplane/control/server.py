@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from modelplane.codec.errors import ErrorInterceptor
 from modelplane.config import Settings
+from modelplane.control.alert_watch import AlertWatcher
 from modelplane.control.auth import control_interceptors
 from modelplane.control.experiments_servicer import (
     EXPERIMENT_SERVICE_NAMES,
@@ -29,20 +30,24 @@ from modelplane.control.scaling_servicer import SERVICE_NAME as SCALING_SERVICE_
 from modelplane.control.scaling_servicer import add_scaling_service
 from modelplane.control.telemetry_servicer import TelemetryParts, add_telemetry_services
 from modelplane.control.webhooks_servicer import WEBHOOK_SERVICE_NAME, add_webhook_services
+from modelplane.domain.errors import InvalidArgument, NotFound
 from modelplane.registry.artifacts import ArtifactStore
 from modelplane.registry.redis_connect import connect
 from modelplane.registry.redis_store import RedisRegistryStore
 from modelplane.registry.replicas import ReplicaDirectory
+from modelplane.registry.retention import RetentionPolicy
 from modelplane.registry.sandbox import Limits, Sandbox
 from modelplane.registry.serving_groups import ServingGroupStore
 from modelplane.registry.sources import SourcePolicy
 from modelplane.registry.use_cases import Registry
 from modelplane.security.tls import server_credentials
 from modelplane.telemetry.aggregator import StatsAggregator
+from modelplane.telemetry.alerts import AccuracyPolicy
 from modelplane.telemetry.drift import DriftTracker
 from modelplane.telemetry.feedback import FeedbackJoiner, PredictionStore
 from modelplane.telemetry.persistence import AggregatePersistence
 from modelplane.telemetry.prometheus import ControlPlaneCollector, MetricsServer
+from modelplane.telemetry.quality_persistence import QualityPersistence
 from modelplane.v1 import registry_pb2, rollout_pb2, routing_pb2, telemetry_pb2
 from modelplane.webhooks.targets import TargetPolicy
 
@@ -76,6 +81,9 @@ class ControlPlane:
                 Limits(settings.validation_timeout_s, settings.validation_memory_bytes)
             ),
             sources=SourcePolicy.of(settings.source_roots, settings.source_schemes),
+            retention=RetentionPolicy(
+                settings.retention_keep_last, settings.retention_referenced_days
+            ),
         )
         self.aggregator = StatsAggregator()
         self.telemetry_store = AggregatePersistence(
@@ -88,6 +96,12 @@ class ControlPlane:
             drift=DriftTracker(),
             predictions=predictions,
             feedback=self.feedback,
+            accuracy=AccuracyPolicy(settings.alert_accuracy_max_drop, settings.alert_min_feedback),
+        )
+        # Drift baselines and windows, feedback sums: restored on start like the slots.
+        self.quality_store = QualityPersistence(
+            self._redis, settings.key_prefix, self.telemetry.drift, self.feedback,
+            version_exists=self._version_exists,
         )
         self.rollouts = RolloutManager(
             self.registry,
@@ -123,6 +137,16 @@ class ControlPlane:
         self.experiments, self.environments = add_experiment_services(
             self._server, self.registry, self._redis, settings.key_prefix
         )
+        # Run artifacts share the artifact store: garbage collection must keep them.
+        self.registry.artifact_owners.append(self._run_artifacts)
+        self.alerts = AlertWatcher(
+            self.registry,
+            self.aggregator,
+            drift=self.telemetry.drift,
+            feedback=self.feedback,
+            policy=self.telemetry.policy,
+            accuracy=self.telemetry.accuracy,
+        )
         self.webhooks = add_webhook_services(
             self._server, self._redis, settings.key_prefix,
             TargetPolicy(settings.webhook_allowed_hosts, settings.webhook_allow_private),
@@ -156,8 +180,11 @@ class ControlPlane:
         # loses at most the slots it had not flushed yet.
         restored = self.telemetry_store.restore()
         log.info("telemetry: %d aggregation slots restored from Redis", restored)
+        restored = self.quality_store.restore()
+        log.info("telemetry: %d drift and feedback values restored from Redis", restored)
         self._server.start()
         self.telemetry_store.start(self.settings.telemetry_flush_interval_s)
+        self.quality_store.start(self.settings.telemetry_flush_interval_s)
         if self.settings.metrics_port is not None:
             collector = ControlPlaneCollector(
                 self.aggregator, self.settings.prometheus_max_series, self.telemetry.drift
@@ -169,6 +196,8 @@ class ControlPlane:
             log.info("control plane /metrics on %s:%s", self.settings.host, self.metrics_port)
         # Rollouts stored as running resume here, their step clocks intact.
         self.rollouts.start_loop(self.settings.rollout_tick_s)
+        if self.settings.alert_watch_interval_s > 0:
+            self.alerts.start(self.settings.alert_watch_interval_s)
         self.webhooks.start()
         # Off the start path: validations take seconds, serving must not wait for them.
         threading.Thread(
@@ -178,6 +207,13 @@ class ControlPlane:
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("control plane listening on %s:%s", self.settings.host, self.port)
         return self.port
+
+    def _run_artifacts(self) -> set[str]:
+        return {
+            artifact.sha256
+            for run in self.experiments.store.runs()
+            for artifact in run.artifacts
+        }
 
     def _revalidate_pending(self) -> None:
         try:
@@ -191,6 +227,14 @@ class ControlPlane:
                 version.version, version.model, version.status.value,
             )
 
+    def _version_exists(self, model: str, version: int) -> bool:
+        """Whether the registry still has ``model:version`` (drift baselines live as long)."""
+        try:
+            self.store.get_version(model, version)
+        except (NotFound, InvalidArgument):
+            return False
+        return True
+
     @property
     def address(self) -> str:
         return f"{self.settings.host}:{self.port}"
@@ -202,10 +246,12 @@ class ControlPlane:
             grace_s = self.settings.shutdown_grace_s
         self._health.enter_graceful_shutdown()
         self.rollouts.stop_loop()
+        self.alerts.stop()
         self.webhooks.stop()
         if self._metrics is not None:
             self._metrics.stop()
             self._metrics = None
         self._server.stop(grace_s).wait()
         self.telemetry_store.stop()
+        self.quality_store.stop()
         self._redis.close()

@@ -10,20 +10,18 @@ import grpc
 
 from modelplane.codec.telemetry import alert_to_proto, series_to_proto, stats_response_to_proto
 from modelplane.domain.errors import InvalidArgument
-from modelplane.domain.stats import Alert, VersionQualityRecord
+from modelplane.domain.stats import VersionQualityRecord
 from modelplane.telemetry.aggregator import HORIZON_SECONDS, SLOT_SECONDS, StatsAggregator
+from modelplane.telemetry.alerts import AccuracyPolicy, current_alerts
 from modelplane.telemetry.drift import DriftTracker
 from modelplane.telemetry.feedback import FeedbackJoiner, Label, PredictionStore
 from modelplane.telemetry.receiver import add_otlp_receivers
-from modelplane.telemetry.regressions import RegressionPolicy, latency_alerts
+from modelplane.telemetry.regressions import RegressionPolicy
 from modelplane.v1 import telemetry_pb2, telemetry_pb2_grpc
 
 DEFAULT_WINDOW_SECONDS = 60
 DEFAULT_SERIES_WINDOW_SECONDS = 3600
 DEFAULT_ALERT_WINDOW_SECONDS = 300
-DRIFT = "drift"
-# PSI above this is reported as drift (the usual "significant shift" line).
-DRIFT_PSI_ALERT = 0.25
 
 
 def window_seconds(requested: int, default: int = DEFAULT_WINDOW_SECONDS) -> int:
@@ -48,6 +46,7 @@ class TelemetryParts:
     feedback: FeedbackJoiner | None = None
     policy: RegressionPolicy = field(default_factory=RegressionPolicy)
     clock: Callable[[], float] = time.time
+    accuracy: AccuracyPolicy = field(default_factory=AccuracyPolicy)
 
 
 class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
@@ -107,27 +106,11 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             max_error_rate=parts.policy.max_error_rate,
             min_requests=parts.policy.min_requests,
         )
-        alerts = latency_alerts(parts.aggregator, request.endpoint or None, policy, parts.clock)
-        if parts.drift is not None:
-            for (endpoint, model, version), score in sorted(parts.drift.scores().items()):
-                if request.endpoint and endpoint != request.endpoint:
-                    continue
-                if score.psi > DRIFT_PSI_ALERT:
-                    alerts.append(
-                        Alert(
-                            kind=DRIFT,
-                            endpoint=endpoint,
-                            model=model,
-                            version=version,
-                            message=(
-                                f"{score.feature}: PSI {score.psi:.3f}, KS {score.ks:.3f} "
-                                f"over {score.recent_count} recent values vs a baseline of "
-                                f"{score.baseline_count}"
-                            ),
-                            observed=score.psi,
-                            threshold=DRIFT_PSI_ALERT,
-                        )
-                    )
+        alerts = current_alerts(
+            parts.aggregator, policy, parts.clock,
+            drift=parts.drift, feedback=parts.feedback, accuracy=parts.accuracy,
+            endpoint=request.endpoint or None,
+        )
         return telemetry_pb2.ListAlertsResponse(alerts=[alert_to_proto(a) for a in alerts])
 
     def Feedback(

@@ -57,7 +57,10 @@ class Model:
 
 
 class VersionStatus(enum.Enum):
-    """PENDING -> READY | FAILED; READY -> ARCHIVED or FAILED (integrity); only READY serves."""
+    """PENDING -> READY | FAILED; READY -> ARCHIVED or FAILED (integrity); only READY serves.
+
+    ARCHIVED is retirement: final, never routed again, kept for lineage and audit.
+    """
 
     READY = "READY"
     PENDING = "PENDING"
@@ -98,6 +101,9 @@ class ModelVersion:
     reference_sha256: str = ""
     reference_rtol: float = 0.0
     reference_atol: float = 0.0
+    # When garbage collection deleted the artifact (0: still stored). Only an
+    # ARCHIVED version is ever purged; its record stays for lineage and audit.
+    artifact_purged_at_ms: int = 0
 
     @property
     def servable(self) -> bool:

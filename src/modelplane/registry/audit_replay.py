@@ -28,6 +28,6 @@ def replay(
         elif event.action == "set_route":
             after = json.loads(event.after_json)
             routes[parts[1]] = targets_from_record(json.dumps(after["targets"]))
-        elif event.action == "delete_route":
+        elif event.action in ("delete_route", "retire_endpoint"):
             routes.pop(parts[1], None)
     return aliases, routes

@@ -75,7 +75,7 @@ def lineage_from_json(data: dict[str, Any]) -> Lineage:
 
 def version_to_json(version: ModelVersion) -> dict[str, Any]:
     """Everything but model and number, which are the record's address."""
-    return {
+    record: dict[str, Any] = {
         "sha256": version.sha256,
         "size_bytes": version.size_bytes,
         "signature": signature_to_json(version.signature),
@@ -89,6 +89,10 @@ def version_to_json(version: ModelVersion) -> dict[str, Any]:
         "reference_rtol": version.reference_rtol,
         "reference_atol": version.reference_atol,
     }
+    if version.artifact_purged_at_ms:
+        # Only when set: records of stored artifacts keep their exact form.
+        record["artifact_purged_at_ms"] = version.artifact_purged_at_ms
+    return record
 
 
 def version_record(
@@ -135,6 +139,7 @@ def version_from_record(model: str, version: int, record: str) -> ModelVersion:
         reference_sha256=str(data.get("reference_sha256", "")),
         reference_rtol=float(data.get("reference_rtol", 0.0)),
         reference_atol=float(data.get("reference_atol", 0.0)),
+        artifact_purged_at_ms=int(data.get("artifact_purged_at_ms", 0)),
     )
 
 

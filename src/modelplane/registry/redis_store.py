@@ -357,9 +357,10 @@ redis.call('RPUSH', k('route_history', endpoint), '{"revision":' .. revision ..
 return {'ok', revision, gen}
 """
 
-# ARGV: endpoint, expected_revision (0: any), now_ms
+# ARGV: endpoint, expected_revision (0: any), now_ms, action (delete_route or
+# retire_endpoint: the same removal, told apart in the audit)
 _DELETE_ROUTE = """
-local endpoint, expected, now = ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local endpoint, expected, now, action = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local rkey = k('route', endpoint)
 local old = redis.call('HMGET', rkey, 'targets', 'revision')
 if not old[2] then
@@ -371,13 +372,25 @@ if expected ~= 0 and current ~= expected then
 end
 redis.call('DEL', rkey)
 redis.call('SREM', k('routes'), endpoint)
-local gen = emit({kind = 'route', name = endpoint, action = 'delete_route',
+local gen = emit({kind = 'route', name = endpoint, action = action,
   subject = 'endpoint/' .. endpoint, detail = cjson.encode({revision = current}),
   before = '{"revision":' .. old[2] .. ',"targets":' .. old[1] .. '}',
   endpoint = endpoint, now = now})
 redis.call('RPUSH', k('route_history', endpoint), '{"revision":0,"ts_ms":' .. now ..
   ',"generation":' .. gen .. ',"targets":[]}')
-return {'ok', gen}
+return {'ok', gen, current}
+"""
+
+# An audit event that changes nothing served (rollout steps, alerts): written
+# with the current generation, neither bumping it nor publishing, so replicas
+# do not resync for it. ARGV: action, subject, detail, before, after, model,
+# endpoint, now_ms
+_NOTE = """
+local gen = tonumber(redis.call('GET', k('generation')) or '0')
+return {'ok', redis.call('XADD', k('audit'), '*',
+  'action', ARGV[4], 'subject', ARGV[5], 'detail', ARGV[6],
+  'ts_ms', ARGV[11], 'generation', gen, 'actor', actor, 'reason', reason,
+  'before', ARGV[7], 'after', ARGV[8], 'model', ARGV[9], 'endpoint', ARGV[10])}
 """
 
 # Read-only. -> {{name, model hash, aliases hash}, ...}
@@ -467,6 +480,7 @@ class RedisRegistryStore(RegistryStore):
         self._snapshot = self._script(_SNAPSHOT)
         self._replace_version = self._script(_REPLACE_VERSION)
         self._delete_version = self._script(_DELETE_VERSION)
+        self._note = self._script(_NOTE)
         # Parsed version records by (model, number), reused while the stored
         # text is unchanged: listing thousands of versions then costs one
         # HGETALL and string compares, not thousands of JSON parses.
@@ -622,7 +636,12 @@ class RedisRegistryStore(RegistryStore):
                 raise NotFound(f"{name} not found")
             current = self._parse(model, version, str(raw))
             updated = change(current)
-            state = {"status": updated.status.value, "status_reason": updated.status_reason}
+            state: dict[str, Any] = {
+                "status": updated.status.value, "status_reason": updated.status_reason
+            }
+            if updated.artifact_purged_at_ms != current.artifact_purged_at_ms:
+                state["artifact_purged_at_ms"] = updated.artifact_purged_at_ms
+                state["sha256"] = updated.sha256
             result = self._run(
                 self._replace_version,
                 model,
@@ -832,8 +851,17 @@ class RedisRegistryStore(RegistryStore):
 
     def delete_route(self, endpoint: str, expected_revision: int) -> None:
         """Deletes the route; ``expected_revision`` 0 deletes whatever revision is there."""
+        self._remove_route(endpoint, expected_revision, "delete_route")
+
+    def retire_route(self, endpoint: str, expected_revision: int) -> int:
+        """Removes the route as ``delete_route`` does, audited ``retire_endpoint``."""
+        return self._remove_route(endpoint, expected_revision, "retire_endpoint")
+
+    def _remove_route(self, endpoint: str, expected_revision: int, action: str) -> int:
         validate_name("endpoint", endpoint)
-        result = self._run(self._delete_route, endpoint, expected_revision, self._now_ms())
+        result = self._run(
+            self._delete_route, endpoint, expected_revision, self._now_ms(), action
+        )
         if result[0] == "no_route":
             raise NotFound(f"endpoint '{endpoint}' not found")
         if result[0] == "stale":
@@ -841,6 +869,24 @@ class RedisRegistryStore(RegistryStore):
                 f"endpoint '{endpoint}': expected revision {expected_revision}, "
                 f"current revision is {int(result[1])}; re-read the route and retry"
             )
+        return int(result[2])
+
+    def record_event(
+        self,
+        action: str,
+        subject: str,
+        *,
+        model: str = "",
+        endpoint: str = "",
+        detail: str = "{}",
+        before: str = "",
+        after: str = "",
+    ) -> str:
+        result = self._run(
+            self._note, action, subject, detail, before, after, model, endpoint,
+            self._now_ms(),
+        )
+        return str(result[1])
 
     # ---------------------------------------------------------------- snapshot
 

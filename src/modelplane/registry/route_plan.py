@@ -20,6 +20,7 @@ from modelplane.domain.models import (
     ShadowTarget,
     TensorSpec,
     VersionKey,
+    VersionStatus,
 )
 from modelplane.registry.names import validate_alias, validate_name, validate_version_number
 from modelplane.registry.store import RegistryStore
@@ -50,10 +51,27 @@ def _resolve(
 ) -> ModelVersion:
     try:
         number = version if version is not None else store.get_alias(model, str(alias)).version
-        return store.get_version(model, number)
+        found = store.get_version(model, number)
     except NotFound as error:
         ref = "version" if version is not None else "alias"
         raise InvalidArgument(f"{field}.{ref}: {error.message}") from None
+    if not found.servable:
+        # Checked before replicas are asked to load anything; the store's script
+        # re-checks atomically with the write.
+        raise FailedPrecondition(f"{field}: {unservable(found)}")
+    return found
+
+
+def unservable(version: ModelVersion) -> str:
+    """Why a version that is not READY cannot be routed to, for error messages."""
+    name = f"version {version.version} of model '{version.model}'"
+    if version.status is VersionStatus.ARCHIVED:
+        purged = " and its artifact was purged" if version.artifact_purged_at_ms else ""
+        return (
+            f"{name} is ARCHIVED (retired){purged}; retired versions are never routed "
+            "to again; register the model again for a new version"
+        )
+    return f"{name} is {version.status.value}, not READY; only READY versions can be routed to"
 
 
 def _shape(spec: TensorSpec) -> str:

@@ -73,6 +73,16 @@ class RoutePreparation:
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
             raise Unavailable(f"registry store unreachable: {error}") from error
 
+    def forget(self, keys: Iterable[VersionKey]) -> None:
+        """Withdraws load requests (a version just retired): replicas may unload it."""
+        names = [str(key) for key in keys]
+        if not names:
+            return
+        try:
+            self._redis.hdel(self._preload_key, *names)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+            raise Unavailable(f"registry store unreachable: {error}") from error
+
     def wait_loaded(
         self,
         directory: ReplicaDirectory,

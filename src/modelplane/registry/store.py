@@ -128,6 +128,24 @@ class RegistryStore(abc.ABC):
     def delete_route(self, endpoint: str, expected_revision: int) -> None: ...
 
     @abc.abstractmethod
+    def retire_route(self, endpoint: str, expected_revision: int) -> int:
+        """Removes the route, audited ``retire_endpoint``; the revision that was in force."""
+
+    @abc.abstractmethod
+    def record_event(
+        self,
+        action: str,
+        subject: str,
+        *,
+        model: str = "",
+        endpoint: str = "",
+        detail: str = "{}",
+        before: str = "",
+        after: str = "",
+    ) -> str:
+        """Appends an audit event for something that changes nothing served; its id."""
+
+    @abc.abstractmethod
     def alias_history(self, model: str, alias: str) -> list[AliasChange]:
         """Every move of the alias, oldest first."""
 

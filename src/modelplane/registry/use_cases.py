@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -43,7 +44,9 @@ from modelplane.registry.names import validate_alias, validate_name, validate_ve
 from modelplane.registry.records import signature_from_json
 from modelplane.registry.reference import DEFAULT_ATOL, DEFAULT_RTOL, load_reference
 from modelplane.registry.replicas import ReplicaDirectory
-from modelplane.registry.route_plan import plan_route
+from modelplane.registry.retention import GcPlan, RetentionPolicy, referenced_versions
+from modelplane.registry.retention import plan as retention_plan
+from modelplane.registry.route_plan import plan_route, unservable
 from modelplane.registry.route_prepare import RoutePreparation
 from modelplane.registry.sandbox import Sandbox
 from modelplane.registry.sources import SourcePolicy, read_source, resolve_source
@@ -66,6 +69,7 @@ class Registry:
         sandbox: Sandbox | None = None,
         route_prepare_timeout_s: float | None = None,
         sources: SourcePolicy | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         self.store = store
         self.artifacts = artifacts
@@ -77,6 +81,10 @@ class Registry:
         self.route_ack_timeout_s = route_ack_timeout_s
         self.route_prepare_timeout_s = route_prepare_timeout_s
         """How long a route change waits for loads; None: ``route_ack_timeout_s``."""
+        self.retention = retention or RetentionPolicy()
+        # Other owners of files in the artifact store (experiment runs): each
+        # callable names the sha256s garbage collection must never delete.
+        self.artifact_owners: list[Callable[[], Iterable[str]]] = []
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -281,7 +289,11 @@ class Registry:
         return matcher.select(versions)
 
     def archive_version(self, model: str, version: int) -> ModelVersion:
-        """READY or FAILED -> ARCHIVED; refused while a route still serves it."""
+        """READY or FAILED -> ARCHIVED (retired, final); refused while a route still serves it.
+
+        Lineage, record and audit stay; the version is never aliased, routed to or
+        loaded again, and garbage collection may later delete its artifact.
+        """
         validate_version_number("version", version)
 
         def change(current: ModelVersion) -> ModelVersion:
@@ -293,9 +305,22 @@ class Registry:
                 )
             return dataclasses.replace(current, status=VersionStatus.ARCHIVED)
 
-        return self.store.update_version(
+        if self.replicas is not None:
+            # Retired means unloaded everywhere: no pending load request may keep it
+            # warm. Withdrawn before the write, whose generation makes replicas swap
+            # and drop what neither the routes nor the previous table need. (A route
+            # still naming it refuses the archive below and keeps it loaded anyway.)
+            preparation = RoutePreparation(self.replicas.client, self.replicas.prefix)
+            try:
+                preparation.forget([VersionKey(model, version)])
+            except ModelplaneError as error:
+                _log.warning("could not withdraw load requests for %s:%d: %s", model,
+                             version, error.message)
+        archived = self.store.update_version(
             model, version, change, "archive_version", refuse_if_routed=True
         )
+        self._await_replicas(f"retirement of version {version} of model '{model}'")
+        return archived
 
     def delete_version(self, model: str, version: int) -> None:
         validate_version_number("version", version)
@@ -304,6 +329,9 @@ class Registry:
     def verify_version(self, model: str, version: int) -> ModelVersion:
         """Re-hashes the artifact; a mismatch marks the version FAILED (audited), then DATA_LOSS."""
         current = self.get_version(model, version)
+        if current.artifact_purged_at_ms:
+            # Deleted on purpose, by policy: not corruption, and the record stays ARCHIVED.
+            raise FailedPrecondition(f"{unservable(current)}; there is no artifact to verify")
         try:
             self.artifacts.read_verified(current.sha256)
             if current.reference_sha256:
@@ -518,6 +546,117 @@ class Registry:
                 f"got {expected_revision}"
             )
         self.store.delete_route(endpoint, expected_revision)
+
+    def retire_endpoint(self, endpoint: str, expected_revision: int = 0) -> int:
+        """Takes the endpoint out of serving for good; the revision that was in force.
+
+        The route goes (audited ``retire_endpoint``, history kept), then the call
+        waits until replicas serve that generation: when it returns, requests
+        naming the endpoint get NOT_FOUND.
+        """
+        validate_name("endpoint", endpoint)
+        if expected_revision < 0:
+            raise InvalidArgument(
+                f"expected_revision: expected 0 (any) or the current revision, "
+                f"got {expected_revision}"
+            )
+        revision = self.store.retire_route(endpoint, expected_revision)
+        self._await_replicas(f"retirement of endpoint '{endpoint}'")
+        return revision
+
+    # ------------------------------------------------------------- lifecycle
+
+    def record_event(
+        self,
+        action: str,
+        subject: str,
+        *,
+        model: str = "",
+        endpoint: str = "",
+        detail: dict[str, object] | None = None,
+    ) -> str:
+        """Audits something that changes nothing served (a rollout step, an alert)."""
+        validate_name("action", action)
+        if model:
+            validate_name("model", model)
+        if endpoint:
+            validate_name("endpoint", endpoint)
+        text = json.dumps(detail or {}, separators=(",", ":"), sort_keys=True)
+        return self.store.record_event(
+            action, subject, model=model, endpoint=endpoint, detail=text, after=text
+        )
+
+    def plan_gc(self) -> GcPlan:
+        """What ``gc_artifacts`` would delete now, and why the rest stays."""
+        versions = {m.name: self.store.list_versions(m.name) for m in self.store.list_models()}
+        days = self.retention.referenced_days
+        referenced = (
+            referenced_versions(self.store.audit_events(self._now_ms() - days * 86_400_000))
+            if days
+            else set()
+        )
+        owned: set[str] = set()
+        for owner in self.artifact_owners:
+            owned.update(owner())
+        return retention_plan(versions, referenced, self.retention, owned)
+
+    def gc_artifacts(self, dry_run: bool = False) -> GcPlan:
+        """Deletes the artifacts of archived versions the retention policy does not keep.
+
+        Per version, the record is marked purged first (one audited compare-and-set,
+        ``artifact_deleted``, which refuses a version no longer ARCHIVED), then its
+        file is deleted unless a version registered meanwhile uses the same bytes.
+        A crash in between leaves a record saying purged and a file nobody loads:
+        the next run does not count it, nothing is lost that was still wanted.
+        """
+        planned = self.plan_gc()
+        if dry_run:
+            return planned
+        now = self._now_ms()
+        done = []
+        for decision in planned.purge:
+            target = decision.version
+
+            def change(current: ModelVersion, sha256: str = target.sha256) -> ModelVersion:
+                if current.status is not VersionStatus.ARCHIVED or current.sha256 != sha256:
+                    raise FailedPrecondition(
+                        f"version {current.version} of model '{current.model}' changed "
+                        "during garbage collection; run it again"
+                    )
+                return dataclasses.replace(current, artifact_purged_at_ms=now)
+
+            try:
+                self.store.update_version(
+                    target.model, target.version, change, "artifact_deleted"
+                )
+            except (FailedPrecondition, NotFound) as error:
+                _log.warning("gc: kept the artifact of %s:%d: %s", target.model,
+                             target.version, error.message)
+                continue
+            done.append(decision)
+        still_needed = self._needed_files()
+        files = {}
+        for sha256, size in planned.files.items():
+            if sha256 in still_needed:
+                continue
+            path = self.artifacts.path_for(sha256)
+            with contextlib.suppress(FileNotFoundError):
+                size = path.stat().st_size
+                path.unlink()
+                files[sha256] = size
+        return GcPlan(purge=tuple(done), keep=planned.keep, files=files)
+
+    def _needed_files(self) -> set[str]:
+        """Files any version not purged, or another owner, still uses: re-read just before
+        deleting, so a registration of the same bytes since the plan keeps its file."""
+        needed: set[str] = set()
+        for model in self.store.list_models():
+            for version in self.store.list_versions(model.name):
+                if not version.artifact_purged_at_ms:
+                    needed.update((version.sha256, version.reference_sha256))
+        for owner in self.artifact_owners:
+            needed.update(owner())
+        return needed
 
     def _validate_targets(self, targets: tuple[RouteTarget, ...]) -> None:
         if not targets:

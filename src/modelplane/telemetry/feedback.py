@@ -17,10 +17,10 @@ Kinds of prediction (decided by the replica from the first output):
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import zlib
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +34,8 @@ CLASS = "class"
 VALUE = "value"
 KINDS = (INDEX, CLASS, VALUE)
 
-# Joined outcomes kept per version in memory (about an hour at a few per second).
-MAX_OUTCOMES = 20_000
+# Joined outcomes count for windows up to this far back (the stats horizon).
+QUALITY_HORIZON_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -172,14 +172,48 @@ class PredictionStore:
 Label = int | str | float
 
 
+@dataclass(frozen=True)
+class QualitySlotState:
+    """Joined outcomes of one version for predictions made in one second, as persisted."""
+
+    endpoint: str
+    model: str
+    version: int
+    second: int
+    # Class outcomes (index, class): how many were joined and how many were right.
+    labelled: int
+    correct: int
+    # Regression outcomes (value): how many and the sum of their absolute errors.
+    numeric: int
+    abs_error: float
+
+
+@dataclass
+class _QualitySlot:
+    labelled: int = 0
+    correct: int = 0
+    numeric: int = 0
+    abs_error: float = 0.0
+
+
+VersionKey = tuple[str, str, int]
+
+
 class FeedbackJoiner:
-    """Joins labels with stored predictions; keeps outcomes per version in memory."""
+    """Joins labels with stored predictions; keeps sums per version and second.
+
+    Outcomes are filed under the second their prediction was made, as counts and
+    sums that add up: any window inside the last hour is a sum over seconds, memory
+    is bounded by the horizon, and the state survives a restart (``take_dirty`` /
+    ``restore``, see ``quality_persistence``).
+    """
 
     def __init__(self, store: PredictionStore, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._clock = clock
         self._lock = threading.Lock()
-        self._outcomes: dict[tuple[str, str, int], deque[FeedbackOutcome]] = {}
+        self._slots: dict[VersionKey, dict[int, _QualitySlot]] = {}
+        self._dirty: set[tuple[VersionKey, int]] = set()
 
     def feedback(self, prediction_id: str, label: Label | None, row: int = 0) -> FeedbackOutcome:
         if not prediction_id:
@@ -199,33 +233,100 @@ class FeedbackJoiner:
         predicted = record.predicted[row]
         outcome = _judge(record, predicted, label)
         key = (record.endpoint, record.model, record.version)
+        second = int(record.time_s)
         with self._lock:
-            self._outcomes.setdefault(key, deque(maxlen=MAX_OUTCOMES)).append(outcome)
+            oldest = self._oldest_second()
+            if second < oldest:
+                # Judged and answered, but older than any window reads.
+                return outcome
+            slots = self._slots.setdefault(key, {})
+            slot = slots.get(second)
+            if slot is None:
+                slot = slots[second] = _QualitySlot()
+                if len(slots) > QUALITY_HORIZON_SECONDS + 60:
+                    for stale in [s for s in slots if s < oldest]:
+                        del slots[stale]
+            if record.kind == VALUE:
+                slot.numeric += 1
+                slot.abs_error += outcome.absolute_error
+            else:
+                slot.labelled += 1
+                slot.correct += int(outcome.correct)
+            self._dirty.add((key, second))
         return outcome
+
+    def _oldest_second(self) -> int:
+        return int(self._clock()) - QUALITY_HORIZON_SECONDS
 
     def quality(
         self, start_s: float, end_s: float
     ) -> dict[tuple[str, str, int], tuple[int, float | None, float | None]]:
-        """Per version: (labels joined, accuracy, MAE) for predictions made in [start, end]."""
+        """Per version: (labels joined, accuracy, MAE) for predictions made in [start, end]
+        (to the second)."""
+        first, last = math.floor(start_s), math.floor(end_s)
         result: dict[tuple[str, str, int], tuple[int, float | None, float | None]] = {}
         with self._lock:
-            for key, outcomes in self._outcomes.items():
-                inside = [o for o in outcomes if start_s <= o.record.time_s <= end_s]
-                if not inside:
+            for key, slots in self._slots.items():
+                total = _QualitySlot()
+                for second, slot in slots.items():
+                    if first <= second <= last:
+                        total.labelled += slot.labelled
+                        total.correct += slot.correct
+                        total.numeric += slot.numeric
+                        total.abs_error += slot.abs_error
+                if total.labelled + total.numeric == 0:
                     continue
-                labelled = [o for o in inside if o.record.kind != VALUE]
-                numeric = [o for o in inside if o.record.kind == VALUE]
-                accuracy = (
-                    sum(o.correct for o in labelled) / len(labelled) if labelled else None
-                )
-                mae = sum(o.absolute_error for o in numeric) / len(numeric) if numeric else None
-                result[key] = (len(inside), accuracy, mae)
+                accuracy = total.correct / total.labelled if total.labelled else None
+                mae = total.abs_error / total.numeric if total.numeric else None
+                result[key] = (total.labelled + total.numeric, accuracy, mae)
         return result
 
     def accuracy(
         self, endpoint: str, model: str, version: int, start_s: float, end_s: float
     ) -> float | None:
         return self.quality(start_s, end_s).get((endpoint, model, version), (0, None, None))[1]
+
+    # ------------------------------------------------------------- persistence
+
+    def take_dirty(self) -> list[QualitySlotState]:
+        """Copies of the seconds that changed since the last call."""
+        states: list[QualitySlotState] = []
+        with self._lock:
+            for key, second in self._dirty:
+                slot = self._slots.get(key, {}).get(second)
+                if slot is not None:
+                    states.append(
+                        QualitySlotState(*key, second, slot.labelled, slot.correct,
+                                         slot.numeric, slot.abs_error)
+                    )
+            self._dirty.clear()
+        return states
+
+    def mark_dirty(self, states: Iterable[QualitySlotState]) -> None:
+        """Hands back what ``take_dirty`` gave when writing it failed."""
+        with self._lock:
+            for s in states:
+                self._dirty.add(((s.endpoint, s.model, s.version), s.second))
+
+    def restore(self, states: Iterable[QualitySlotState]) -> int:
+        """Loads persisted seconds (at start, before feedback arrives); seconds older
+        than the horizon are skipped, others add to what is there. Returns how many
+        were taken."""
+        taken = 0
+        with self._lock:
+            oldest = self._oldest_second()
+            for s in states:
+                if s.second < oldest:
+                    continue
+                slot = self._slots.setdefault((s.endpoint, s.model, s.version), {}).setdefault(
+                    s.second, _QualitySlot()
+                )
+                slot.labelled += s.labelled
+                slot.correct += s.correct
+                slot.numeric += s.numeric
+                slot.abs_error += s.abs_error
+                taken += 1
+        return taken
 
 
 def _judge(record: PredictionRecord, predicted: Any, label: Label) -> FeedbackOutcome:

@@ -29,6 +29,7 @@ from modelplane.telemetry.aggregator import (
     SlotState,
     StatsAggregator,
 )
+from modelplane.telemetry.histogram import BOUNDS_S
 
 log = logging.getLogger(__name__)
 
@@ -82,32 +83,54 @@ class AggregatePersistence:
         return len(states)
 
     def restore(self) -> int:
-        """Loads what Redis holds into the aggregator; returns the slots restored."""
+        """Loads what Redis holds into the aggregator; returns the slots restored.
+
+        A malformed value (cut short, edited by hand, a key of the wrong type) is
+        skipped with a warning: it costs that slot, never the control plane's start.
+        """
         oldest = int((self._clock() - HORIZON_SECONDS) // SLOT_SECONDS)
         states: list[SlotState] = []
         for raw_series in self._redis.smembers(self._key("series")):
             series = _text(raw_series)
-            endpoint, model, version = json.loads(series)
-            key = self._key("slots", series)
-            stored: dict[Any, Any] = self._redis.hgetall(key)
+            try:
+                endpoint, model, version = json.loads(series)
+                key = self._key("slots", series)
+                stored: dict[Any, Any] = self._redis.hgetall(key)
+            except (ValueError, TypeError, redis.ResponseError) as error:
+                log.warning("telemetry series %r in Redis ignored, malformed: %s", series, error)
+                continue
             if not stored:
                 self._redis.srem(self._key("series"), series)
                 continue
             stale = []
             for raw_epoch, raw_slot in stored.items():
-                epoch = int(_text(raw_epoch))
-                if epoch < oldest:
-                    stale.append(raw_epoch)
-                    continue
-                states.append(_decode(endpoint, model, int(version), epoch, _text(raw_slot)))
+                try:
+                    epoch = int(_text(raw_epoch))
+                    if epoch < oldest:
+                        stale.append(raw_epoch)
+                        continue
+                    states.append(_decode(endpoint, model, int(version), epoch, _text(raw_slot)))
+                except (ValueError, TypeError, KeyError) as error:
+                    log.warning(
+                        "telemetry slot %s of %s in Redis ignored, malformed: %s",
+                        _text(raw_epoch), series, error,
+                    )
             if stale:
                 self._redis.hdel(key, *stale)
         totals: dict[tuple[str, str, int], tuple[int, int]] = {}
-        raw_totals: dict[Any, Any] = self._redis.hgetall(self._key("totals"))
+        try:
+            raw_totals: dict[Any, Any] = self._redis.hgetall(self._key("totals"))
+        except redis.ResponseError as error:
+            log.warning("telemetry totals in Redis ignored: %s", error)
+            raw_totals = {}
         for raw_key, raw_value in raw_totals.items():
-            endpoint, model, version = json.loads(_text(raw_key))
-            requests, errors = json.loads(_text(raw_value))
-            totals[(endpoint, model, int(version))] = (int(requests), int(errors))
+            try:
+                endpoint, model, version = json.loads(_text(raw_key))
+                requests, errors = json.loads(_text(raw_value))
+                totals[(str(endpoint), str(model), int(version))] = (int(requests), int(errors))
+            except (ValueError, TypeError) as error:
+                log.warning("telemetry totals of %r in Redis ignored, malformed: %s",
+                            _text(raw_key), error)
         restored = self._aggregator.restore(states, totals)
         # Everything restored is already in Redis: the next flush starts from now.
         self._flushed_through = int(self._clock() // SLOT_SECONDS) - 1
@@ -161,13 +184,17 @@ def _encode(state: SlotState) -> str:
 
 
 def _decode(endpoint: str, model: str, version: int, epoch: int, text: str) -> SlotState:
+    """Raises ValueError, TypeError or KeyError on a malformed slot."""
     data = json.loads(text)
+    counts = tuple(int(n) for n in data["c"])
+    if len(counts) != len(BOUNDS_S) + 1:
+        raise ValueError(f"slot: expected {len(BOUNDS_S) + 1} counts, got {len(counts)}")
     return SlotState(
         endpoint=endpoint,
         model=model,
         version=version,
         epoch=epoch,
-        counts=tuple(int(n) for n in data["c"]),
+        counts=counts,
         total_sum=float(data["s"]),
         requests=int(data["r"]),
         errors=int(data["e"]),

@@ -229,6 +229,7 @@ class ModelVersion(_message.Message):
     REFERENCE_SHA256_FIELD_NUMBER: _builtins.int
     REFERENCE_RTOL_FIELD_NUMBER: _builtins.int
     REFERENCE_ATOL_FIELD_NUMBER: _builtins.int
+    ARTIFACT_PURGED_AT_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     version: _builtins.int
     sha256: _builtins.str
@@ -250,6 +251,12 @@ class ModelVersion(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def lineage(self) -> Global___Lineage: ...
+    @_builtins.property
+    def artifact_purged_at(self) -> _timestamp_pb2.Timestamp:
+        """When garbage collection deleted the artifact (unset while it is stored):
+        the record, lineage and audit stay, the version can never load again.
+        """
+
     def __init__(
         self,
         *,
@@ -267,10 +274,11 @@ class ModelVersion(_message.Message):
         reference_sha256: _builtins.str = ...,
         reference_rtol: _builtins.float = ...,
         reference_atol: _builtins.float = ...,
+        artifact_purged_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "lineage", b"lineage", "signature", b"signature"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["artifact_purged_at", b"artifact_purged_at", "created_at", b"created_at", "lineage", b"lineage", "signature", b"signature"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "lineage", b"lineage", "model", b"model", "opset", b"opset", "reference_atol", b"reference_atol", "reference_rtol", b"reference_rtol", "reference_sha256", b"reference_sha256", "sha256", b"sha256", "signature", b"signature", "size_bytes", b"size_bytes", "status", b"status", "status_reason", b"status_reason", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_purged_at", b"artifact_purged_at", "created_at", b"created_at", "description", b"description", "lineage", b"lineage", "model", b"model", "opset", b"opset", "reference_atol", b"reference_atol", "reference_rtol", b"reference_rtol", "reference_sha256", b"reference_sha256", "sha256", b"sha256", "signature", b"signature", "size_bytes", b"size_bytes", "status", b"status", "status_reason", b"status_reason", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -956,3 +964,135 @@ class ServedAtResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ServedAtResponse: _TypeAlias = ServedAtResponse  # noqa: Y015
+
+@_typing.final
+class RetireEndpointRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    EXPECTED_REVISION_FIELD_NUMBER: _builtins.int
+    endpoint: _builtins.str
+    expected_revision: _builtins.int
+    """Compare-and-set against this route revision; 0 retires whatever is there."""
+    def __init__(
+        self,
+        *,
+        endpoint: _builtins.str = ...,
+        expected_revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "expected_revision", b"expected_revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetireEndpointRequest: _TypeAlias = RetireEndpointRequest  # noqa: Y015
+
+@_typing.final
+class RetireEndpointResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVISION_FIELD_NUMBER: _builtins.int
+    revision: _builtins.int
+    """The revision that was in force when the endpoint was retired."""
+    def __init__(
+        self,
+        *,
+        revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetireEndpointResponse: _TypeAlias = RetireEndpointResponse  # noqa: Y015
+
+@_typing.final
+class GcArtifactsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    dry_run: _builtins.bool
+    """Report what would be deleted without deleting or recording anything."""
+    def __init__(
+        self,
+        *,
+        dry_run: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GcArtifactsRequest: _TypeAlias = GcArtifactsRequest  # noqa: Y015
+
+@_typing.final
+class GcArtifact(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    KEPT_BECAUSE_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    version: _builtins.int
+    sha256: _builtins.str
+    size_bytes: _builtins.int
+    kept_because: _builtins.str
+    """Why an archived version's artifact is kept; empty for a deleted one."""
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        version: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        kept_because: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kept_because", b"kept_because", "model", b"model", "sha256", b"sha256", "size_bytes", b"size_bytes", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GcArtifact: _TypeAlias = GcArtifact  # noqa: Y015
+
+@_typing.final
+class GcArtifactsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    PURGED_FIELD_NUMBER: _builtins.int
+    KEPT_FIELD_NUMBER: _builtins.int
+    BYTES_FREED_FIELD_NUMBER: _builtins.int
+    dry_run: _builtins.bool
+    bytes_freed: _builtins.int
+    """Bytes of the files deleted (would be, dry run); a file shared by several
+    purged versions counts once.
+    """
+    @_builtins.property
+    def purged(self) -> _containers.RepeatedCompositeFieldContainer[Global___GcArtifact]:
+        """Versions whose artifact was (or, dry run, would be) purged."""
+
+    @_builtins.property
+    def kept(self) -> _containers.RepeatedCompositeFieldContainer[Global___GcArtifact]:
+        """Archived versions whose artifact stays, with the reason."""
+
+    def __init__(
+        self,
+        *,
+        dry_run: _builtins.bool = ...,
+        purged: _abc.Iterable[Global___GcArtifact] | None = ...,
+        kept: _abc.Iterable[Global___GcArtifact] | None = ...,
+        bytes_freed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_freed", b"bytes_freed", "dry_run", b"dry_run", "kept", b"kept", "purged", b"purged"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GcArtifactsResponse: _TypeAlias = GcArtifactsResponse  # noqa: Y015

@@ -110,6 +110,16 @@ class RegistryServiceStub:
                 request_serializer=modelplane_dot_v1_dot_registry__pb2.ServedAtRequest.SerializeToString,
                 response_deserializer=modelplane_dot_v1_dot_registry__pb2.ServedAtResponse.FromString,
                 _registered_method=True)
+        self.RetireEndpoint = channel.unary_unary(
+                '/modelplane.v1.RegistryService/RetireEndpoint',
+                request_serializer=modelplane_dot_v1_dot_registry__pb2.RetireEndpointRequest.SerializeToString,
+                response_deserializer=modelplane_dot_v1_dot_registry__pb2.RetireEndpointResponse.FromString,
+                _registered_method=True)
+        self.GcArtifacts = channel.unary_unary(
+                '/modelplane.v1.RegistryService/GcArtifacts',
+                request_serializer=modelplane_dot_v1_dot_registry__pb2.GcArtifactsRequest.SerializeToString,
+                response_deserializer=modelplane_dot_v1_dot_registry__pb2.GcArtifactsResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -217,6 +227,24 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetireEndpoint(self, request, context):
+        """Removes an endpoint from serving for good (audited as retire_endpoint);
+        its route history and audit stay queryable. Answers once replicas serve
+        the change: requests naming the endpoint then get NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GcArtifacts(self, request, context):
+        """Deletes the artifacts of archived versions the retention policy does not
+        protect and no other version or run references; each deletion is audited
+        (artifact_deleted) and marks the version's record as purged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -294,6 +322,16 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.ServedAt,
                     request_deserializer=modelplane_dot_v1_dot_registry__pb2.ServedAtRequest.FromString,
                     response_serializer=modelplane_dot_v1_dot_registry__pb2.ServedAtResponse.SerializeToString,
+            ),
+            'RetireEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetireEndpoint,
+                    request_deserializer=modelplane_dot_v1_dot_registry__pb2.RetireEndpointRequest.FromString,
+                    response_serializer=modelplane_dot_v1_dot_registry__pb2.RetireEndpointResponse.SerializeToString,
+            ),
+            'GcArtifacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.GcArtifacts,
+                    request_deserializer=modelplane_dot_v1_dot_registry__pb2.GcArtifactsRequest.FromString,
+                    response_serializer=modelplane_dot_v1_dot_registry__pb2.GcArtifactsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -702,6 +740,60 @@ class RegistryService:
             '/modelplane.v1.RegistryService/ServedAt',
             modelplane_dot_v1_dot_registry__pb2.ServedAtRequest.SerializeToString,
             modelplane_dot_v1_dot_registry__pb2.ServedAtResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetireEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelplane.v1.RegistryService/RetireEndpoint',
+            modelplane_dot_v1_dot_registry__pb2.RetireEndpointRequest.SerializeToString,
+            modelplane_dot_v1_dot_registry__pb2.RetireEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GcArtifacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelplane.v1.RegistryService/GcArtifacts',
+            modelplane_dot_v1_dot_registry__pb2.GcArtifactsRequest.SerializeToString,
+            modelplane_dot_v1_dot_registry__pb2.GcArtifactsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,16 @@ class RegistryServiceStub:
     """The audit trail: one event per mutation, written atomically with it."""
     ServedAt: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ServedAtRequest, _registry_pb2.ServedAtResponse]
     """Which versions an endpoint routed to at a point in time."""
+    RetireEndpoint: _grpc.UnaryUnaryMultiCallable[_registry_pb2.RetireEndpointRequest, _registry_pb2.RetireEndpointResponse]
+    """Removes an endpoint from serving for good (audited as retire_endpoint);
+    its route history and audit stay queryable. Answers once replicas serve
+    the change: requests naming the endpoint then get NOT_FOUND.
+    """
+    GcArtifacts: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GcArtifactsRequest, _registry_pb2.GcArtifactsResponse]
+    """Deletes the artifacts of archived versions the retention policy does not
+    protect and no other version or run references; each deletion is audited
+    (artifact_deleted) and marks the version's record as purged.
+    """
 
 @_typing.type_check_only
 class RegistryServiceAsyncStub(RegistryServiceStub):
@@ -97,6 +107,16 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     """The audit trail: one event per mutation, written atomically with it."""
     ServedAt: _aio.UnaryUnaryMultiCallable[_registry_pb2.ServedAtRequest, _registry_pb2.ServedAtResponse]  # type: ignore[assignment]
     """Which versions an endpoint routed to at a point in time."""
+    RetireEndpoint: _aio.UnaryUnaryMultiCallable[_registry_pb2.RetireEndpointRequest, _registry_pb2.RetireEndpointResponse]  # type: ignore[assignment]
+    """Removes an endpoint from serving for good (audited as retire_endpoint);
+    its route history and audit stay queryable. Answers once replicas serve
+    the change: requests naming the endpoint then get NOT_FOUND.
+    """
+    GcArtifacts: _aio.UnaryUnaryMultiCallable[_registry_pb2.GcArtifactsRequest, _registry_pb2.GcArtifactsResponse]  # type: ignore[assignment]
+    """Deletes the artifacts of archived versions the retention policy does not
+    protect and no other version or run references; each deletion is audited
+    (artifact_deleted) and marks the version's record as purged.
+    """
 
 class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     """Models, their immutable versions and the aliases that name versions."""
@@ -219,5 +239,27 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.ServedAtResponse, _abc.Awaitable[_registry_pb2.ServedAtResponse]]:
         """Which versions an endpoint routed to at a point in time."""
+
+    @_abc_1.abstractmethod
+    def RetireEndpoint(
+        self,
+        request: _registry_pb2.RetireEndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.RetireEndpointResponse, _abc.Awaitable[_registry_pb2.RetireEndpointResponse]]:
+        """Removes an endpoint from serving for good (audited as retire_endpoint);
+        its route history and audit stay queryable. Answers once replicas serve
+        the change: requests naming the endpoint then get NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def GcArtifacts(
+        self,
+        request: _registry_pb2.GcArtifactsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.GcArtifactsResponse, _abc.Awaitable[_registry_pb2.GcArtifactsResponse]]:
+        """Deletes the artifacts of archived versions the retention policy does not
+        protect and no other version or run references; each deletion is audited
+        (artifact_deleted) and marks the version's record as purged.
+        """
 
 def add_RegistryServiceServicer_to_server(servicer: RegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

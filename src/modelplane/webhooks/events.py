@@ -18,6 +18,20 @@ _DIRECT = {
     "retire_version": "version.retired",
     "promote": "version.promoted",
     "integrity_failure": "version.failed",
+    "retire_endpoint": "endpoint.retired",
+    "artifact_deleted": "artifact.deleted",
+    # control/rollouts.py: one per transition.
+    "rollout_started": "rollout.advanced",
+    "rollout_advanced": "rollout.advanced",
+    "rollout_promoted": "rollout.advanced",
+    "rollout_rolled_back": "rollout.rolled_back",
+    "rollout_aborted": "rollout.rolled_back",
+    # control/alert_watch.py: when an alert starts (not while it lasts).
+    "alert_drift": "alert.drift",
+    "alert_accuracy": "alert.accuracy",
+    "alert_latency_regression_vs_baseline": "alert.latency",
+    "alert_latency_regression_vs_stable": "alert.latency",
+    "alert_error_rate": "alert.latency",
 }
 EVENT_TYPES = (
     "version.registered",
@@ -27,10 +41,13 @@ EVENT_TYPES = (
     "version.promoted",
     "alias.moved",
     "route.changed",
+    "endpoint.retired",
+    "artifact.deleted",
     "rollout.advanced",
     "rollout.rolled_back",
     "alert.drift",
     "alert.accuracy",
+    "alert.latency",
 )
 
 
