@@ -19,6 +19,7 @@ from modelplane.domain import errors
 
 _SERVICE = "test.Errors"
 _CANCEL_SEEN = threading.Event()
+_FIRST_REQUEST_READ = threading.Event()
 
 
 def _fail(request: bytes) -> None:
@@ -73,9 +74,13 @@ def _sync_handlers() -> grpc.GenericRpcHandler:
     def until_cancelled(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         try:
             for _ in requests:
-                pass
+                _FIRST_REQUEST_READ.set()
             # Depending on timing, a cancelled stream ends quietly or raises while
-            # being read; either way the handler then fails on a dead call.
+            # being read; either way the handler then fails on a dead call (once
+            # the cancellation has reached the context: bounded wait).
+            deadline = time.monotonic() + 5
+            while context.is_active() and time.monotonic() < deadline:
+                time.sleep(0.01)
             if not context.is_active():
                 raise RuntimeError("the request stream is gone")
         finally:
@@ -170,7 +175,8 @@ def test_sync_client_cancellation_is_not_logged_as_a_bug(
             f"/{_SERVICE}/UntilCancelled"
         )
         future = call.future(requests(), timeout=10)
-        time.sleep(0.2)
+        # Cancel only once the handler is running, or the call may end before it.
+        assert _FIRST_REQUEST_READ.wait(5)
         future.cancel()
         release.set()
         assert _CANCEL_SEEN.wait(5)

@@ -54,7 +54,8 @@ def _abort_sync(context: grpc.ServicerContext, error: Exception, method: str) ->
         # The client cancelled or went away (reading its stream then fails):
         # nobody is left to answer and it is not a server bug worth a trace.
         _log.debug("%s ended by the client: %r", method, error)
-        raise error
+        # An abort, not a re-raise: grpc logs any other exception as an error.
+        context.abort(grpc.StatusCode.CANCELLED, "the client cancelled the call")
     _log.exception("unhandled error in %s", method, exc_info=error)
     context.abort(grpc.StatusCode.INTERNAL, _INTERNAL_MESSAGE)
 

@@ -36,7 +36,8 @@ its shape:
   ~15 µs per metric reader, so Predict latency is aggregated by hand (a bisect,
   ~1-2 µs) and pushed as the same OTLP DELTA histogram by ``latency_push``, one
   pusher thread per endpoint; attribute dicts are cached per (endpoint, model,
-  version, status).
+  version, status). Drift samples are counted the same way, off the request, so
+  the replica runs no SDK meter provider at all.
 
 The tracer provider still serves ``tracer`` for any other spans, through the same
 processors.
@@ -59,11 +60,9 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.metrics import (
     Counter,
     Histogram,
-    MeterProvider,
     ObservableCounter,
 )
-from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.metrics.export import AggregationTemporality
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -85,7 +84,7 @@ from modelplane.domain.errors import ModelplaneError
 from modelplane.domain.timeline import PredictTimeline, ShadowTiming
 from modelplane.telemetry.drift import INDEX_BOUNDS
 from modelplane.telemetry.io_records import Arrays, IoRecorder
-from modelplane.telemetry.latency_push import LatencyRecorder
+from modelplane.telemetry.latency_push import HistogramPush, HistogramSpec
 from modelplane.telemetry.names import (
     ATTR_BATCH_REQUESTS,
     ATTR_BATCH_ROWS,
@@ -361,55 +360,37 @@ class DataPlaneTelemetry:
             ObservableCounter: AggregationTemporality.DELTA,
             Histogram: AggregationTemporality.DELTA,
         }
-        readers = [
-            PeriodicExportingMetricReader(
-                OTLPMetricExporter(
-                    endpoint=endpoint,
-                    insecure=True,
-                    preferred_temporality=temporality,
-                    timeout=export_timeout_s,
-                ),
-                export_interval_millis=metric_export_interval_ms,
-            )
-            for endpoint in otlp_endpoints
-        ]
-        self._meter_provider = MeterProvider(
-            resource=self._resource,
-            metric_readers=readers,
-            views=[
-                View(
-                    instrument_name=FEATURE_VALUE,
-                    aggregation=ExplicitBucketHistogramAggregation(boundaries=INDEX_BOUNDS),
-                ),
-            ],
-            shutdown_on_exit=False,
-        )
         # Predict latency bypasses the SDK's per-request record (see latency_push).
-        self._latency = LatencyRecorder(
-            self._resource,
-            self._scope,
-            [
+        def exporters(endpoints: list[str]) -> list[OTLPMetricExporter]:
+            return [
                 OTLPMetricExporter(
                     endpoint=endpoint,
                     insecure=True,
                     preferred_temporality=temporality,
                     timeout=export_timeout_s,
                 )
-                for endpoint in otlp_endpoints
-            ],
-            export_timeout_s,
+                for endpoint in endpoints
+            ]
+
+        self._latency = HistogramPush(
+            self._resource, self._scope, exporters(otlp_endpoints), export_timeout_s
         )
+        # Drift samples go to the control plane only (the first endpoint), counted
+        # by hand as well (see latency_push).
+        self._drift: HistogramPush | None = None
+        if otlp_endpoints and drift_rows_per_interval > 0:
+            self._drift = HistogramPush(
+                self._resource, self._scope, exporters(otlp_endpoints[:1]), export_timeout_s,
+                HistogramSpec(FEATURE_VALUE, "Sampled input features and outputs, for drift",
+                              "1", INDEX_BOUNDS),
+            )
         # Prediction records go to the control plane only (the first endpoint): they
         # feed feedback there and mean nothing to a generic collector.
         self._io: IoRecorder | None = None
         if otlp_endpoints and (record_predictions or drift_rows_per_interval > 0):
             self._io = IoRecorder(
                 {SERVICE_NAME: service_name, SERVICE_INSTANCE_ID: replica_id},
-                self._meter_provider.get_meter(INSTRUMENTATION_NAME).create_histogram(
-                    FEATURE_VALUE, description="Sampled input features and outputs, for drift"
-                )
-                if drift_rows_per_interval > 0
-                else None,
+                self._drift,
                 otlp_endpoints[0] if record_predictions else None,
                 drift_rows_per_interval=drift_rows_per_interval,
                 export_timeout_s=export_timeout_s,
@@ -612,6 +593,8 @@ class DataPlaneTelemetry:
             self._latency.collect()
             self._drain_slowest()
             self._drain_io()
+            if self._drift is not None:
+                self._drift.collect()
 
     def _drain_io(self) -> None:
         if self._io is not None:
@@ -649,8 +632,8 @@ class DataPlaneTelemetry:
         self._drain_io()
         latency = self._latency.flush(timeout_ms / 1000)
         spans = self._tracer_provider.force_flush(timeout_ms)
-        metrics = self._meter_provider.force_flush(timeout_ms)
-        return latency and bool(spans) and bool(metrics)
+        drift = self._drift.flush(timeout_ms / 1000) if self._drift is not None else True
+        return latency and bool(spans) and drift
 
     def shutdown(self) -> None:
         """Flushes and stops both providers; idempotent."""
@@ -664,8 +647,9 @@ class DataPlaneTelemetry:
         if self._io is not None:
             self._io.close()
         self._latency.shutdown()
+        if self._drift is not None:
+            self._drift.shutdown()
         self._tracer_provider.shutdown()
-        self._meter_provider.shutdown()
 
     def __enter__(self) -> DataPlaneTelemetry:
         return self

@@ -1,4 +1,4 @@
-"""The replica's Predict latency histogram, aggregated by hand and pushed over OTLP.
+"""Histograms aggregated by hand and pushed over OTLP: Predict latency, drift samples.
 
 The SDK's ``Histogram.record`` costs ~15 µs per request and metric reader (attribute
 validation, locks, per-reader aggregation): the largest part of what telemetry cost
@@ -7,6 +7,10 @@ a request. Here a request costs one ``bisect`` and a few additions under a lock
 hands them to one pusher thread per OTLP endpoint, which builds the SDK's
 ``MetricsData`` (DELTA, ``BOUNDS_S``) and sends it with the stock exporter. What
 reaches the control plane is byte-for-byte what the SDK would have sent.
+
+Drift samples (``modelplane.feature.value``) take the same road: the drain thread
+counts a second's sampled values per feature with numpy and adds whole bucket
+counts at once, instead of one SDK ``record`` per value.
 
 A collector that is slow or down only holds its own pusher: deltas waiting for
 it merge into one pending histogram per series (memory bounded by the number of
@@ -19,8 +23,8 @@ import bisect
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics.export import (
@@ -47,7 +51,7 @@ Attributes = Mapping[str, str | int]
 @dataclass
 class _Series:
     attributes: Attributes
-    counts: list[int] = field(default_factory=lambda: [0] * (len(BOUNDS_S) + 1))
+    counts: list[int]
     total: float = 0.0
     count: int = 0
     low: float = float("inf")
@@ -88,7 +92,7 @@ class _Pusher:
             for key, series in batch.items():
                 mine = self._pending.get(key)
                 if mine is None:
-                    copy = _Series(series.attributes)
+                    copy = _Series(series.attributes, [0] * len(series.counts))
                     copy.merge(series)
                     self._pending[key] = copy
                 else:
@@ -113,7 +117,7 @@ class _Pusher:
                     self.failed_exports += 1
             except Exception:
                 self.failed_exports += 1
-                log.exception("exporting Predict latency failed")
+                log.exception("pushing a histogram (%s) failed", self._thread.name)
             finally:
                 with self._cond:
                     self._busy = False
@@ -138,20 +142,41 @@ class _Pusher:
         self._exporter.shutdown()
 
 
-class LatencyRecorder:
+@dataclass(frozen=True)
+class HistogramSpec:
+    """What one pushed histogram is called and how it is bucketed."""
+
+    name: str
+    description: str
+    unit: str
+    bounds: tuple[float, ...]
+
+
+PREDICT_LATENCY = HistogramSpec(
+    PREDICT_DURATION, "Predict latency as the replica saw it", "s", tuple(BOUNDS_S)
+)
+
+
+class HistogramPush:
+    """One histogram's live series, swapped out by ``collect`` and pushed per endpoint."""
+
     def __init__(
         self,
         resource: Resource,
         scope: InstrumentationScope,
         exporters: list[OTLPMetricExporter],
         timeout_s: float,
+        spec: HistogramSpec = PREDICT_LATENCY,
     ) -> None:
         self._resource = resource
         self._scope = scope
+        self._spec = spec
+        self._bounds = spec.bounds
         self._lock = threading.Lock()
         self._live: Batch = {}
         self._pushers = [
-            _Pusher(exporter, self._metrics_data, timeout_s, f"modelplane-latency-push-{i}")
+            _Pusher(exporter, self._metrics_data, timeout_s,
+                    f"modelplane-push-{spec.name}-{i}")
             for i, exporter in enumerate(exporters)
         ]
 
@@ -161,11 +186,11 @@ class LatencyRecorder:
 
     def record(self, key: object, attributes: Attributes, seconds: float) -> None:
         """On the request: ~1-2 µs."""
-        index = bisect.bisect_left(BOUNDS_S, seconds)
+        index = bisect.bisect_left(self._bounds, seconds)
         with self._lock:
             series = self._live.get(key)
             if series is None:
-                series = self._live[key] = _Series(attributes)
+                series = self._live[key] = _Series(attributes, [0] * (len(self._bounds) + 1))
             series.counts[index] += 1
             series.total += seconds
             series.count += 1
@@ -173,6 +198,30 @@ class LatencyRecorder:
                 series.low = seconds
             if seconds > series.high:
                 series.high = seconds
+
+    def add_counts(
+        self,
+        key: object,
+        attributes: Attributes,
+        counts: Sequence[int],
+        total: float,
+        low: float,
+        high: float,
+    ) -> None:
+        """Adds many values at once, already counted per bucket (``len(bounds) + 1``)."""
+        if len(counts) != len(self._bounds) + 1:
+            raise ValueError(f"counts: expected {len(self._bounds) + 1} buckets, got {len(counts)}")
+        with self._lock:
+            series = self._live.get(key)
+            if series is None:
+                series = self._live[key] = _Series(attributes, [0] * len(counts))
+            for i, n in enumerate(counts):
+                if n:
+                    series.counts[i] += n
+            series.total += total
+            series.count += int(sum(counts))
+            series.low = min(series.low, low)
+            series.high = max(series.high, high)
 
     def collect(self) -> None:
         """Hands what was recorded since the last call to every endpoint's pusher."""
@@ -201,16 +250,17 @@ class LatencyRecorder:
                 count=series.count,
                 sum=series.total,
                 bucket_counts=list(series.counts),
-                explicit_bounds=list(BOUNDS_S),
+                explicit_bounds=list(self._bounds),
                 min=series.low,
                 max=series.high,
             )
             for series in batch.values()
         ]
+        spec = self._spec
         metric = Metric(
-            name=PREDICT_DURATION,
-            description="Predict latency as the replica saw it",
-            unit="s",
+            name=spec.name,
+            description=spec.description,
+            unit=spec.unit,
             data=Histogram(data_points=points,
                            aggregation_temporality=AggregationTemporality.DELTA),
         )
