@@ -16,12 +16,14 @@ Signals:
 
 ``telemetry/alerts.py`` computes them, for ``ListAlerts`` as well.
 
-Which alerts are active lives in this process's memory: a restarted control
-plane audits the alerts active at its first evaluation once more.
+Which alerts are active is kept in Redis (``<prefix>:alerts:active``) when the
+watcher is given a client, so a restarted control plane does not audit an alert
+that was already active again; without one it lives in this process's memory.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -55,6 +57,8 @@ class AlertWatcher:
         policy: RegressionPolicy | None = None,
         accuracy: AccuracyPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        redis_client: redis.Redis | None = None,
+        key_prefix: str = "",
     ) -> None:
         self._registry = registry
         self._aggregator = aggregator
@@ -63,7 +67,9 @@ class AlertWatcher:
         self._policy = policy or RegressionPolicy()
         self._accuracy = accuracy or AccuracyPolicy()
         self._clock = clock
-        self._active: set[AlertKey] = set()
+        self._redis = redis_client
+        self._active_key = f"{key_prefix}:alerts:active"
+        self._active: set[AlertKey] | None = None if redis_client is not None else set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -77,9 +83,10 @@ class AlertWatcher:
     def tick(self) -> list[Alert]:
         """Evaluates once and audits the alerts that started; returns those."""
         alerts = self.evaluate()
+        active = self._load_active()
         current = {(a.kind, a.endpoint, a.model, a.version): a for a in alerts}
-        started = [alert for key, alert in sorted(current.items()) if key not in self._active]
-        audited = set(self._active) & set(current)
+        started = [alert for key, alert in sorted(current.items()) if key not in active]
+        audited = active & set(current)
         for alert in started:
             key = (alert.kind, alert.endpoint, alert.model, alert.version)
             try:
@@ -90,8 +97,34 @@ class AlertWatcher:
                             alert.endpoint, error)
                 continue
             audited.add(key)
-        self._active = audited
+        self._save_active(audited, previous=active)
         return started
+
+    def _load_active(self) -> set[AlertKey]:
+        if self._active is not None:
+            return set(self._active)
+        assert self._redis is not None
+        active: set[AlertKey] = set()
+        for member in self._redis.smembers(self._active_key):
+            try:
+                kind, endpoint, model, version = json.loads(member)
+                active.add((str(kind), str(endpoint), str(model), int(version)))
+            except (ValueError, TypeError):
+                log.warning("alerts: ignoring a malformed active-alert entry %r", member)
+        return active
+
+    def _save_active(self, active: set[AlertKey], previous: set[AlertKey]) -> None:
+        if self._redis is None:
+            self._active = active
+            return
+        if active == previous:
+            return
+        members = [json.dumps(list(key)) for key in sorted(active)]
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._active_key)
+            if members:
+                pipe.sadd(self._active_key, *members)
+            pipe.execute()
 
     def _audit(self, alert: Alert) -> None:
         detail: dict[str, object] = {

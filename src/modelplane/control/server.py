@@ -146,6 +146,8 @@ class ControlPlane:
             feedback=self.feedback,
             policy=self.telemetry.policy,
             accuracy=self.telemetry.accuracy,
+            redis_client=self._redis,
+            key_prefix=settings.key_prefix,
         )
         self.webhooks = add_webhook_services(
             self._server, self._redis, settings.key_prefix,
