@@ -28,6 +28,8 @@ class Load:
         self._stop = threading.Event()
         self.ok = 0
         self.failures: collections.Counter[str] = collections.Counter()
+        # "CODE: details" -> count: which failures, not just how many.
+        self.errors: collections.Counter[str] = collections.Counter()
         self.last_error = ""
         self._thread = threading.Thread(target=self._run, name="chaos-load", daemon=True)
 
@@ -39,6 +41,7 @@ class Load:
             except grpc.RpcError as err:
                 self.failures[err.code().name] += 1
                 self.last_error = f"{err.code().name}: {err.details()}"
+                self.errors[self.last_error] += 1
             time.sleep(self._pause)
 
     def __enter__(self) -> Load:

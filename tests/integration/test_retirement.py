@@ -223,3 +223,31 @@ def test_retired_endpoint_answers_not_found_and_keeps_its_history(stack: Stack) 
     assert stack.registry.ArchiveVersion(
         registry_pb2.ArchiveVersionRequest(model="m", version=2), metadata=ME
     ).status == ARCHIVED
+
+
+def test_a_version_loaded_by_a_direct_request_or_one_swap_ago_is_unloaded_when_retired(
+    stack: Stack,
+) -> None:
+    _route(stack, "fraud", 1)
+    _route(stack, "fraud", 2)  # version 1 stays warm: the previous table needed it
+    direct = stack.inference.Predict(
+        inference_pb2.PredictRequest(
+            model=inference_pb2.ModelRef(model="m", version=3), inputs=[array_to_tensor("x", X)]
+        ),
+        timeout=5,
+    )
+    assert direct.version == 3  # loaded on demand, kept while it exists
+    loaded = stack.runtime.sessions.loaded_keys()
+    assert {VersionKey("m", 1), VersionKey("m", 3)} <= loaded
+
+    for version in (1, 3):
+        stack.registry.ArchiveVersion(
+            registry_pb2.ArchiveVersionRequest(model="m", version=version), metadata=ME
+        )
+    deadline = time.monotonic() + 5
+    while {VersionKey("m", 1), VersionKey("m", 3)} & stack.runtime.sessions.loaded_keys():
+        assert time.monotonic() < deadline, (
+            f"retired versions still loaded: {stack.runtime.sessions.loaded_keys()}"
+        )
+        time.sleep(0.01)
+    assert VersionKey("m", 2) in stack.runtime.sessions.loaded_keys()

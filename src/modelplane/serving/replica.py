@@ -241,13 +241,14 @@ class ReplicaRuntime:
     def _evict(self, new: RouteTable, previous: RouteTable) -> None:
         # Kept warm: what the routes need now, what they needed one swap ago (an
         # instant rollback), and versions requested directly while they exist.
+        # A retired (or otherwise unservable) version is never kept: no request
+        # can be routed to it again.
         needed = new.versions_needed()
         lazy = self.predictor.lazy_loads
-        known = {key for key in lazy if new.has_version(key)}
+        known = {key for key in lazy if _servable(new, key)}
         lazy.intersection_update(known)
-        self.sessions.evict_unreferenced(
-            needed | self._previous_needed | known | self._preloaded
-        )
+        warm = {key for key in self._previous_needed if _servable(new, key)}
+        self.sessions.evict_unreferenced(needed | warm | known | self._preloaded)
         self._previous_needed = needed
 
     def _report_load_failures(self, keys: set[VersionKey]) -> None:
@@ -313,3 +314,7 @@ class ReplicaRuntime:
                 "could not remove replica %s from the directory: %s", self.replica_id, error
             )
         self._redis.close()
+
+
+def _servable(table: RouteTable, key: VersionKey) -> bool:
+    return table.has_version(key) and table.version_info(key).servable
