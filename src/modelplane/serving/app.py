@@ -8,6 +8,7 @@ SO_REUSEPORT. Serve's proxy costs several times the latency of this path.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -31,10 +32,16 @@ SERVICE_NAME = "modelplane-data-plane"
 # of a core, side by side (python -m loadtests.serve_knobs); under load the
 # difference was below the shared test machine's noise. The other Serve timers
 # (event-loop monitor, autoscaling push) showed no idle difference: defaults kept.
+#
+# User code on Serve's own event loop (not a loop thread of its own): the replica's
+# gRPC server then runs on the loop where Serve created its internal grpc.aio
+# server, the loop grpc.aio delivers completions to; on any other loop each
+# event would cross threads (see serving/grpc_server.py).
 REPLICA_ENV = {
     "OMP_NUM_THREADS": "1",
     "OMP_WAIT_POLICY": "PASSIVE",
     "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "10000",
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
 }
 
 
@@ -101,8 +108,11 @@ class DataPlane:
                 drift_rows_per_interval=settings.drift_rows_per_interval,
             )
         try:
+            # Serve runs this constructor on its event loop (REPLICA_ENV); the
+            # server starts on that loop as soon as the constructor returns.
             self._runtime = ReplicaRuntime(
-                settings, replica_id, telemetry=self._telemetry, node=_node_name()
+                settings, replica_id, telemetry=self._telemetry, node=_node_name(),
+                serve_on_running_loop=True,
             )
         except BaseException:
             if self._telemetry is not None:
@@ -117,12 +127,22 @@ class DataPlane:
     def address(self) -> str:
         return self._runtime.address
 
-    def __del__(self) -> None:
-        # Serve calls this on a graceful replica stop: drain, leave the directory,
-        # flush the last telemetry.
+    def __del__(self) -> Any:
+        # Serve calls this on a graceful replica stop, on its loop, and awaits what
+        # it returns: drain (the server is on this loop, so asynchronously), leave
+        # the directory, flush the last telemetry. Called again by the garbage
+        # collector later, it finds everything closed.
         runtime = getattr(self, "_runtime", None)
-        if runtime is not None:
-            runtime.close()
+        if runtime is not None and not runtime.closed:
+            return self._close_async(runtime)
+        self._close_rest()
+        return None
+
+    async def _close_async(self, runtime: ReplicaRuntime) -> None:
+        await runtime.aclose()
+        await asyncio.get_running_loop().run_in_executor(None, self._close_rest)
+
+    def _close_rest(self) -> None:
         telemetry = getattr(self, "_telemetry", None)
         if telemetry is not None:
             telemetry.shutdown()

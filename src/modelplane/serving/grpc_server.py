@@ -93,7 +93,17 @@ class _WrappingRegistrar:
 
 
 class GrpcServerThread:
-    """Starts with ``start()`` (returns the bound port once it is listening)."""
+    """Starts with ``start()`` on a thread and loop of its own (returns the bound port
+    once it is listening), or with ``await start_on_running_loop()`` on the caller's
+    loop, stopped then with ``await stop_async()``.
+
+    The second form exists for processes where another loop already uses grpc.aio
+    (a Ray Serve replica creates a grpc.aio server of its own on its event loop):
+    grpc.aio delivers every completion to the loop that first initialised it, so a
+    server on any other loop pays a cross-thread hand-off per event (measured: a
+    bare server lost ~16 % of its throughput when another loop created a grpc.aio
+    server first). Hosting the server on that first loop avoids the hand-off.
+    """
 
     def __init__(
         self,
@@ -127,10 +137,12 @@ class GrpcServerThread:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
+        self._hosted = False
+        self._stopped = False
         self.port = 0
 
     def start(self, timeout_s: float = 30.0) -> int:
-        if self._thread is not None:
+        if self._thread is not None or self._hosted:
             raise RuntimeError("the server is already started")
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
@@ -142,11 +154,45 @@ class GrpcServerThread:
             ) from self._startup_error
         return self.port
 
+    async def start_on_running_loop(self) -> int:
+        """Starts the server on the running loop (no thread of its own)."""
+        if self._thread is not None or self._loop is not None:
+            raise RuntimeError("the server is already started")
+        self._loop = asyncio.get_running_loop()
+        self._hosted = True
+        try:
+            await self._startup()
+        except BaseException as error:
+            raise RuntimeError(
+                f"the gRPC server could not listen on {self._address}: {error}"
+            ) from error
+        return self.port
+
+    @property
+    def hosted(self) -> bool:
+        """Runs on a loop it was given rather than on its own thread."""
+        return self._hosted
+
     def is_alive(self) -> bool:
+        if self._hosted:
+            return self._server is not None and not self._stopped
         return self._thread is not None and self._thread.is_alive() and self._server is not None
+
+    async def stop_async(self, grace_s: float = 2.0) -> None:
+        """``stop`` for a hosted server, awaited on its loop."""
+        if not self._hosted:
+            await asyncio.get_running_loop().run_in_executor(None, self.stop, grace_s)
+            return
+        if self._stopped:
+            return
+        self._stopped = True
+        await self._shutdown(grace_s)
 
     def stop(self, grace_s: float = 2.0) -> None:
         """Marks the health NOT_SERVING, drains in-flight calls for ``grace_s``, stops."""
+        if self._hosted:
+            self._stop_hosted_from_another_thread(grace_s)
+            return
         loop, thread = self._loop, self._thread
         if loop is None or thread is None or not thread.is_alive():
             return
@@ -158,6 +204,22 @@ class GrpcServerThread:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5.0)
         self._thread = None
+
+    def _stop_hosted_from_another_thread(self, grace_s: float) -> None:
+        loop = self._loop
+        if self._stopped or loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError("stop() would block the server's own loop: await stop_async()")
+        future = asyncio.run_coroutine_threadsafe(self.stop_async(grace_s), loop)
+        try:
+            future.result(grace_s + 5.0)
+        except Exception:
+            _log.exception("stopping the gRPC server on %s failed", self._address)
 
     # ---------------------------------------------------------------- internals
 

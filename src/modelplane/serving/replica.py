@@ -14,6 +14,7 @@ is what the control plane waits for before it calls a change live.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import threading
@@ -59,13 +60,19 @@ class ReplicaRuntime:
         telemetry: PredictTelemetry | None = None,
         node: str | None = None,
         reuse_port: bool = True,
+        serve_on_running_loop: bool = False,
     ) -> None:
+        """``serve_on_running_loop``: the gRPC server runs on the caller's event loop
+        (see ``GrpcServerThread``), started by a task once the constructor has
+        returned to that loop; heartbeats begin when it listens. Close with
+        ``await aclose()`` then."""
         if not settings.redis_url:
             raise FailedPrecondition("redis_url: a serving replica needs the registry's Redis URL")
         self.settings = settings
         self.replica_id = replica_id
         self.node = node or socket.gethostname()
         self._closed = False
+        self._serving: asyncio.Task[None] | None = None
         self._apply_lock = threading.Lock()
         # The newest generation whose routes are all in force: what the replica
         # reports. A partial apply (a version failed to load) leaves it behind, so
@@ -150,8 +157,12 @@ class ReplicaRuntime:
             # The first sync loads what the routes need before the port opens,
             # so the first request already finds a warm session.
             self._watcher.start()
-            self.port = self._server.start()
-            self._heartbeat_thread.start()
+            if serve_on_running_loop:
+                self.port = settings.inference_port
+                self._serving = asyncio.get_running_loop().create_task(self._serve_hosted())
+            else:
+                self.port = self._server.start()
+                self._heartbeat_thread.start()
         except BaseException:
             self.close()
             raise
@@ -171,13 +182,35 @@ class ReplicaRuntime:
         """The newest generation fully in force on this replica (what it reports)."""
         return self._live_generation
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def is_healthy(self) -> bool:
         """The server thread is up (the watcher may be retrying: stale is still serving)."""
         return not self._closed and self._server.is_alive()
 
+    async def _serve_hosted(self) -> None:
+        try:
+            self.port = await self._server.start_on_running_loop()
+        except Exception:
+            _log.exception("replica %s: the gRPC server did not start", self.replica_id)
+            raise
+        self._heartbeat_thread.start()
+        _log.info("replica %s serving on %s", self.replica_id, self.address)
+
     def check_health(self) -> None:
         if self._closed:
             raise RuntimeError(f"replica {self.replica_id} is closed")
+        serving = self._serving
+        if serving is not None:
+            if not serving.done():
+                return  # still starting: the task runs as soon as the loop is free
+            if serving.cancelled() or serving.exception() is not None:
+                raise RuntimeError(
+                    f"replica {self.replica_id}: the gRPC server did not start: "
+                    f"{serving.exception() if not serving.cancelled() else 'cancelled'}"
+                )
         if not self._server.is_alive():
             raise RuntimeError(f"replica {self.replica_id}: the gRPC server thread is not running")
         if not self._heartbeat_thread.is_alive():
@@ -302,6 +335,20 @@ class ReplicaRuntime:
             return
         self._closed = True
         self._server.stop(self.settings.shutdown_grace_s)
+        self._stop_threads()
+
+    async def aclose(self) -> None:
+        """``close`` for a replica serving on the running loop: drains there."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._serving is not None and not self._serving.done():
+            self._serving.cancel()
+        await self._server.stop_async(self.settings.shutdown_grace_s)
+        # Joins threads: off the loop, which may be serving other work.
+        await asyncio.get_running_loop().run_in_executor(None, self._stop_threads)
+
+    def _stop_threads(self) -> None:
         self._watcher.stop()
         self._heartbeat_stop.set()
         self._heartbeat_now.set()
