@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -240,6 +240,11 @@ class Settings(BaseSettings):
 
     shutdown_grace_s: float = 10.0
     """On SIGTERM, how long in-flight requests may finish before the server stops."""
+
+    replica_gil_switch_interval_ms: float = Field(default=1.0, gt=0)
+    """Python's thread switch interval in a Serve replica process (5 ms by default in
+    CPython): how long a telemetry export thread may hold the GIL while the serving
+    loop waits for it."""
 
     @field_validator("control_port", "inference_port")
     @classmethod

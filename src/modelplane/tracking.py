@@ -230,9 +230,9 @@ class ActiveRun:
 
     # --------------------------------------------------------------- sending
 
-    def _drain(self) -> list[tuple[str, float, int, float]]:
+    def _drain(self, limit: int) -> list[tuple[str, float, int, float]]:
         queue = self._queue
-        count = min(len(queue), MAX_POINTS_PER_CALL)
+        count = min(len(queue), limit, MAX_POINTS_PER_CALL)
         return [queue.popleft() for _ in range(count)]
 
     def _send(self, points: list[tuple[str, float, int, float]]) -> None:
@@ -263,11 +263,18 @@ class ActiveRun:
             self._wake.wait(self._interval)
             self._wake.clear()
             stopping = self._stop.is_set()
-            while self._queue:
+            # Only what was queued when woken: points logged while a batch is on the
+            # wire wait for the next wake. Sending those at once instead made a
+            # stream of tiny batches whose per-call cost (GIL time taken from the
+            # training loop) was ~10 us per point.
+            pending = len(self._queue)
+            while pending > 0 and self._queue:
+                batch = self._drain(pending)
+                pending -= len(batch)
                 with self._idle:
                     self._in_flight += 1
                 try:
-                    self._send(self._drain())
+                    self._send(batch)
                 finally:
                     with self._idle:
                         self._in_flight -= 1

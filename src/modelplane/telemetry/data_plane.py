@@ -128,6 +128,7 @@ _TRACESTATE = "tracestate"
 _MAX_CACHED_ATTRIBUTE_SETS = 4096
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+DRIFT_PUSH_EVERY = 10
 _LOW_64_BITS = (1 << 64) - 1
 _UNSET = Status(StatusCode.UNSET)
 
@@ -589,11 +590,16 @@ class DataPlaneTelemetry:
     def _drain_periodically(self) -> None:
         # Drained at the export cadence, so each interval's slowest requests ride
         # the same batch as that interval's metrics.
+        drains = 0
         while not self._stop.wait(self._interval_s):
+            drains += 1
             self._latency.collect()
             self._drain_slowest()
             self._drain_io()
-            if self._drift is not None:
+            # Drift counts accumulate here and go out every DRIFT_PUSH_EVERY-th
+            # interval: the control plane compares them in 10 s slots, and each push
+            # costs an OTLP message of every feature's buckets.
+            if self._drift is not None and drains % DRIFT_PUSH_EVERY == 0:
                 self._drift.collect()
 
     def _drain_io(self) -> None:
