@@ -58,6 +58,22 @@ def test_three_lines_log_every_point_without_slowing_the_loop(plane: LifecyclePl
     assert len(history.timestamps_ms) == points
 
 
+def test_points_logged_steadily_go_in_one_batch_per_flush_interval(
+    plane: LifecyclePlane,
+) -> None:
+    # A loop logging for ~1.2 s with a 0.2 s flush interval: about six batches. A
+    # sender that also shipped whatever arrived while a batch was on the wire
+    # sent hundreds of tiny ones, each costing the loop GIL time.
+    with modelplane.start_run(experiment="fraud", address=plane.address,
+                              flush_interval_s=0.2) as run:
+        for step in range(12_000):
+            run.log_metric("loss", 1.0 / (step + 1), step=step)
+            if step % 1_000 == 999:
+                time.sleep(0.1)
+    assert run.points_sent == 12_000
+    assert 2 <= run.batches_sent <= 15, run.batches_sent
+
+
 def test_logging_to_a_finished_run_is_refused(plane: LifecyclePlane) -> None:
     with modelplane.start_run(experiment="fraud", address=plane.address) as run:
         run.log_metric("loss", 0.5)
