@@ -7,7 +7,8 @@ would, and checks each answer against numpy so a wrong answer cannot pass quietl
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +52,7 @@ def run_demo(
     say(f"route {DEMO_ENDPOINT} -> {DEMO_MODEL}:{v2.version} (revision {route.revision})")
     answered += _predict_and_check(client, rng, seed=2, count=predictions_per_version, say=say)
 
-    stats = _wait_for_stats(client, {v1.version, v2.version}, stats_timeout_s)
+    stats = _wait_for_stats(client, Counter(answered), stats_timeout_s)
     return DemoResult(v1.version, v2.version, answered, stats)
 
 
@@ -81,14 +82,16 @@ def _predict_and_check(
 
 
 def _wait_for_stats(
-    client: ModelplaneClient, versions: set[int], timeout_s: float
+    client: ModelplaneClient, answered: Mapping[int, int], timeout_s: float
 ) -> list[telemetry_pb2.VersionStats]:
-    """Telemetry arrives on the replicas' export interval; wait until both versions show."""
+    """Telemetry arrives on the replicas' export interval, a version's requests possibly
+    split over two exports: wait until every version shows all the requests it answered."""
     deadline = time.monotonic() + timeout_s
     stats: list[telemetry_pb2.VersionStats] = []
     while time.monotonic() < deadline:
         stats = client.stats(DEMO_ENDPOINT)
-        if versions <= {s.version for s in stats if s.request_count > 0}:
+        counted = {s.version: s.request_count for s in stats}
+        if all(counted.get(version, 0) >= count for version, count in answered.items()):
             break
         time.sleep(0.25)
     return stats
