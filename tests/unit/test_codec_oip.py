@@ -10,8 +10,6 @@ import pytest
 from modelplane.codec.oip import (
     decode_infer_request,
     decode_inputs,
-    decode_outputs,
-    encode_infer_response,
     encode_input,
     parse_version,
     tensor_metadata,
@@ -109,22 +107,6 @@ def test_bf16_typed_contents_are_refused() -> None:
     tensor.contents.fp32_contents.append(1.0)
     with pytest.raises(InvalidArgument, match="input 'b': BF16 has no typed contents"):
         decode_inputs(pb.ModelInferRequest(model_name="m", inputs=[tensor]), LIMIT)
-
-
-def test_response_is_raw_and_decodes_back() -> None:
-    outputs = {
-        "y": np.arange(6, dtype=np.float32).reshape(2, 3),
-        "label": np.array(["a", "bé"], dtype=object),
-        "n": np.array([1, 2], dtype=np.int64),
-    }
-    response = encode_infer_response(outputs, "fraud", 3, "req-1")
-    assert (response.model_name, response.model_version, response.id) == ("fraud", "3", "req-1")
-    assert [o.datatype for o in response.outputs] == ["FP32", "BYTES", "INT64"]
-    assert len(response.raw_output_contents) == 3
-    assert not response.outputs[0].HasField("contents")
-    back = decode_outputs(response)
-    for name, array in outputs.items():
-        np.testing.assert_array_equal(back[name], array)
 
 
 def test_decode_request_reads_naming_outputs_and_accepts_parameters() -> None:

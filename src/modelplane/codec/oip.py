@@ -14,7 +14,7 @@ request from the message alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,7 +247,7 @@ def decode_infer_request(request: pb.ModelInferRequest, max_tensor_bytes: int) -
     )
 
 
-def _encode_array(name: str, array: np.ndarray) -> tuple[str, bytes]:
+def encode_output(name: str, array: np.ndarray) -> tuple[str, bytes]:
     """An output's datatype and raw bytes."""
     if array.dtype.kind == "O":
         return BYTES, encode_strings(array)
@@ -259,31 +259,6 @@ def _encode_array(name: str, array: np.ndarray) -> tuple[str, bytes]:
     if array.dtype != wire:
         array = array.astype(wire)  # big-endian data only
     return datatype, array.tobytes(order="C")
-
-
-def encode_infer_response(
-    outputs: Mapping[str, np.ndarray],
-    model_name: str,
-    version: int,
-    request_id: str,
-    parameters: Mapping[str, str] | None = None,
-) -> pb.ModelInferResponse:
-    # Field by field: adding to the repeated fields in place is several times
-    # cheaper than building sub-messages and passing them to the constructor.
-    response = pb.ModelInferResponse(
-        model_name=model_name, model_version=str(version), id=request_id
-    )
-    add_output = response.outputs.add
-    add_raw = response.raw_output_contents.append
-    for name, array in outputs.items():
-        datatype, data = _encode_array(name, array)
-        add_output(name=name, datatype=datatype, shape=array.shape)
-        add_raw(data)
-    if parameters:
-        params = response.parameters
-        for key, value in parameters.items():
-            params[key].string_param = value
-    return response
 
 
 def decode_outputs(response: pb.ModelInferResponse) -> dict[str, np.ndarray]:

@@ -105,27 +105,23 @@ def tensor_to_array(tensor: tensor_pb2.Tensor) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
-def array_to_tensor(name: str, array: np.ndarray) -> tensor_pb2.Tensor:
-    """A tensor message holding ``array`` as little-endian, C-contiguous bytes."""
+def tensor_payload(name: str, array: np.ndarray) -> tuple[tensor_pb2.DataType.ValueType, bytes]:
+    """``array``'s wire dtype and its little-endian, C-contiguous bytes."""
     dtype = domain_dtype(array.dtype)
     if dtype is None:
         raise InvalidArgument(f"output '{name}': data type {array.dtype} has no wire encoding")
     if dtype is DataType.STRING:
-        return tensor_pb2.Tensor(
-            name=name,
-            dtype=_DOMAIN_TO_PROTO[dtype],
-            shape=array.shape,
-            data=encode_strings(array),
-        )
+        return _DOMAIN_TO_PROTO[dtype], encode_strings(array)
     wire_dtype = _DOMAIN_TO_NUMPY[dtype]
     if array.dtype != wire_dtype:
         # Only reached for big-endian data: swap to the wire byte order.
         array = array.astype(wire_dtype)
-    return tensor_pb2.Tensor(
-        name=name,
-        dtype=_DOMAIN_TO_PROTO[dtype],
-        shape=array.shape,
-        # tobytes() writes C order whatever the array's layout, so no separate
-        # ascontiguousarray pass is needed.
-        data=array.tobytes(order="C"),
-    )
+    # tobytes() writes C order whatever the array's layout, so no separate
+    # ascontiguousarray pass is needed.
+    return _DOMAIN_TO_PROTO[dtype], array.tobytes(order="C")
+
+
+def array_to_tensor(name: str, array: np.ndarray) -> tensor_pb2.Tensor:
+    """A tensor message holding ``array`` as little-endian, C-contiguous bytes."""
+    dtype, data = tensor_payload(name, array)
+    return tensor_pb2.Tensor(name=name, dtype=dtype, shape=array.shape, data=data)

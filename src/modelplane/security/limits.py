@@ -23,20 +23,25 @@ _Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
 def check_tensor_limits(request: Any, max_rows: int, max_elements: int) -> None:
-    """Refuses inputs whose declared shape exceeds the limits (0 disables a limit)."""
+    """Refuses inputs whose declared shape exceeds the limits (0 disables a limit).
+
+    Runs on every request: a shape is read once, and negative dimensions (left
+    for the decoder to refuse) skip the element count.
+    """
     for tensor in getattr(request, "inputs", ()):
-        shape = list(getattr(tensor, "shape", ()))
-        name = getattr(tensor, "name", "")
-        if max_rows and shape and shape[0] > max_rows:
+        shape = tensor.shape
+        if not shape:
+            continue
+        if max_rows and shape[0] > max_rows:
             raise InvalidArgument(
-                f"inputs[{name}].shape[0]: {shape[0]} rows exceed the limit of {max_rows} "
-                "per request; split the batch"
+                f"inputs[{tensor.name}].shape[0]: {shape[0]} rows exceed the limit of "
+                f"{max_rows} per request; split the batch"
             )
-        if max_elements and shape and all(d >= 0 for d in shape):
+        if max_elements and min(shape) >= 0:
             elements = math.prod(shape)
             if elements > max_elements:
                 raise InvalidArgument(
-                    f"inputs[{name}].shape: {elements} elements exceed the limit of "
+                    f"inputs[{tensor.name}].shape: {elements} elements exceed the limit of "
                     f"{max_elements} per tensor"
                 )
 

@@ -43,6 +43,40 @@ class HandlerWrapper(Protocol):
     def wrap(self, handler: _Handler, method: str) -> _Handler: ...
 
 
+class PreEncodedResponses:
+    """Lets the named methods answer with bytes they serialized themselves.
+
+    A handler that writes its answer straight to wire bytes (codec/oip_wire.py)
+    returns ``bytes``; anything else it returns (an error answer in a stream, say)
+    still goes through the method's own serializer.
+    """
+
+    def __init__(self, methods: Iterable[str]) -> None:
+        self._methods = frozenset(methods)
+
+    def wrap(self, handler: _Handler, method: str) -> _Handler:
+        if method not in self._methods:
+            return handler
+        serialize = handler.response_serializer
+        if serialize is None:
+            return handler  # without a serializer, bytes go out as they are
+
+        def serialize_unless_bytes(response: Any) -> bytes:
+            if response.__class__ is bytes:
+                return response
+            return serialize(response)
+
+        options: dict[str, Any] = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": serialize_unless_bytes,
+        }
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(handler.unary_unary, **options)
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(handler.stream_stream, **options)
+        return handler  # no pre-encoded method of the other two kinds exists
+
+
 class _WrappedGenericHandler(grpc.GenericRpcHandler):
     """A generic handler whose answers pass through the wrappers, wrapped once per method."""
 

@@ -12,14 +12,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from modelplane.codec.inference import (
-    decode_predict_request,
-    encode_predict_response,
-    sticky_key_from_metadata,
-)
+from modelplane.codec.inference import decode_predict_request, sticky_key_from_metadata
+from modelplane.codec.inference_wire import PredictResponseEncoder
 from modelplane.domain.timeline import PredictTimeline
 from modelplane.serving.predictor import Predictor
 from modelplane.v1 import inference_pb2, inference_pb2_grpc
+
+SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+# Methods whose handlers return their answers already serialized (codec/inference_wire.py).
+PRE_ENCODED_METHODS = (f"/{SERVICE_NAME}/Predict",)
 
 
 class PredictObservation(Protocol):
@@ -53,12 +54,14 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def __init__(self, predictor: Predictor, telemetry: PredictTelemetry | None = None) -> None:
         self.predictor = predictor
         self._telemetry = telemetry
+        self._encoder = PredictResponseEncoder()
 
-    async def Predict(
+    async def Predict(  # type: ignore[override]  # answers pre-encoded
         self,
         request: inference_pb2.PredictRequest,
         context: Any,
-    ) -> inference_pb2.PredictResponse:
+    ) -> bytes:
+        """The answer comes back serialized (see PRE_ENCODED_METHODS)."""
         telemetry = self._telemetry
         metadata = context.invocation_metadata() or ()
         if telemetry is None:
@@ -71,7 +74,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         request: inference_pb2.PredictRequest,
         metadata: Sequence[tuple[str, str | bytes]],
         observation: PredictObservation | None = None,
-    ) -> inference_pb2.PredictResponse:
+    ) -> bytes:
         decoded = decode_predict_request(request)
         p = await self.predictor.predict(decoded, sticky_key=sticky_key_from_metadata(metadata))
         if observation is not None:
@@ -79,6 +82,6 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             # and drift (buffered, shipped off the request path).
             observation.answered(p.endpoint, p.model, p.version, p.prediction_id, p.timeline)
             observation.record_io(decoded.inputs, p.outputs, p.route_reason.value)
-        return encode_predict_response(
+        return self._encoder.encode(
             p.outputs, p.endpoint, p.model, p.version, p.prediction_id, p.route_reason
         )

@@ -25,10 +25,10 @@ from modelplane.codec.inference import InferenceRequest, sticky_key_from_metadat
 from modelplane.codec.oip import (
     OipInferRequest,
     decode_infer_request,
-    encode_infer_response,
     parse_version,
     tensor_metadata,
 )
+from modelplane.codec.oip_wire import InferResponseEncoder, stream_response
 from modelplane.domain.errors import FailedPrecondition, InvalidArgument, ModelplaneError, NotFound
 from modelplane.domain.models import VersionKey
 from modelplane.oip import grpc_service_pb2 as pb
@@ -37,7 +37,7 @@ from modelplane.registry.audit_context import ANONYMOUS, acting_as
 from modelplane.routing.table import RouteTable
 from modelplane.serving.inference_servicer import PredictTelemetry
 from modelplane.serving.oip_repository import OipRepository, ParameterValue
-from modelplane.serving.oip_stats import Duration, InferenceStatistics, Timings, VersionStats
+from modelplane.serving.oip_stats import Duration, InferenceStatistics, VersionStats
 from modelplane.serving.predictor import Prediction, Predictor
 
 _log = logging.getLogger(__name__)
@@ -50,6 +50,12 @@ ACTOR_HEADER = "x-modelplane-actor"
 REASON_HEADER = "x-modelplane-reason"
 _INTERNAL = "internal error"
 _DEFAULT_MAX_TENSOR_BYTES = 64 * 1024 * 1024
+# Response parameters naming what answered, for callers of split endpoints.
+MODEL_PARAMETER = "modelplane.model"
+ENDPOINT_PARAMETER = "modelplane.endpoint"
+PREDICTION_ID_PARAMETER = "modelplane.prediction_id"
+# Methods whose handlers return their answers already serialized (codec/oip_wire.py).
+PRE_ENCODED_METHODS = (f"/{SERVICE_NAME}/ModelInfer", f"/{SERVICE_NAME}/ModelStreamInfer")
 
 # (endpoint, model, version): exactly one of endpoint and model is set.
 Target = tuple[str | None, str | None, int | None]
@@ -75,6 +81,18 @@ def _parameters(parameters: Any) -> dict[str, ParameterValue]:
     return values
 
 
+def _blame(table: RouteTable, name: str, model: str | None, version: int | None) -> tuple[str, int]:
+    """The (model, version) a request that failed after routing is counted against:
+    the version it named, the endpoint's only version, or the name with version 0.
+    Worked out only on failure, off the common path."""
+    if model is not None:
+        return model, version or 0
+    route = table.endpoint(name)
+    if route is not None and len(route.keys) == 1:
+        return route.keys[0].model, route.keys[0].version
+    return name, 0
+
+
 def _rows(request: OipInferRequest) -> int:
     for array in request.inputs.values():
         return int(array.shape[0]) if array.ndim else 1
@@ -97,6 +115,9 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._ready = ready
         self._telemetry = telemetry
         self._max_tensor_bytes = max_tensor_bytes
+        self._encoder = InferResponseEncoder(
+            PREDICTION_ID_PARAMETER, (MODEL_PARAMETER, ENDPOINT_PARAMETER)
+        )
 
     # ------------------------------------------------------------------ naming
 
@@ -190,9 +211,10 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     # --------------------------------------------------------------- inference
 
-    async def ModelInfer(
+    async def ModelInfer(  # type: ignore[override]  # answers pre-encoded
         self, request: pb.ModelInferRequest, context: Any
-    ) -> pb.ModelInferResponse:
+    ) -> bytes:
+        """The answer comes back serialized (see PRE_ENCODED_METHODS)."""
         metadata = _metadata(context)
         telemetry = self._telemetry
         if telemetry is None:
@@ -212,9 +234,9 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
             )
             return response
 
-    async def ModelStreamInfer(
+    async def ModelStreamInfer(  # type: ignore[override]  # answers pre-encoded
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Any
-    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+    ) -> AsyncIterator[pb.ModelStreamInferResponse | bytes]:
         metadata = _metadata(context)
         async for request in request_iterator:
             try:
@@ -227,7 +249,7 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
                 _log.exception("ModelStreamInfer: request %r failed", request.id)
                 yield self._stream_error(request, _INTERNAL)
                 continue
-            yield pb.ModelStreamInferResponse(infer_response=response)
+            yield stream_response(response)
 
     @staticmethod
     def _stream_error(request: pb.ModelInferRequest, message: str) -> pb.ModelStreamInferResponse:
@@ -240,25 +262,22 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def _infer(
         self, request: pb.ModelInferRequest, metadata: Sequence[tuple[str, str | bytes]]
-    ) -> pb.ModelInferResponse:
+    ) -> bytes:
         response, _ = await self._infer_and_tell(request, metadata)
         return response
 
     async def _infer_and_tell(
         self, request: pb.ModelInferRequest, metadata: Sequence[tuple[str, str | bytes]]
-    ) -> tuple[pb.ModelInferResponse, Prediction]:
+    ) -> tuple[bytes, Prediction]:
         started = time.perf_counter_ns()
         table = self.predictor.table
-        blame = (request.model_name, 0)
+        resolved = False
+        model: str | None = None
+        version: int | None = None
         try:
             decoded = decode_infer_request(request, self._max_tensor_bytes)
             endpoint, model, version = self._target(table, decoded.model_name, decoded.version)
-            if model is not None:
-                blame = (model, version or 0)
-            else:
-                route = table.endpoint(decoded.model_name)
-                if route is not None and len(route.keys) == 1:
-                    blame = (route.keys[0].model, route.keys[0].version)
+            resolved = True
             decoded_at = time.perf_counter_ns()
             prediction = await self.predictor.predict(
                 InferenceRequest(
@@ -269,27 +288,41 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
             predicted_at = time.perf_counter_ns()
             response = self._encode(decoded, prediction)
         except Exception:
-            self.statistics.failed(blame[0], blame[1], time.perf_counter_ns() - started)
+            blamed, blamed_version = (
+                _blame(table, request.model_name, model, version)
+                if resolved
+                else (request.model_name, 0)
+            )
+            self.statistics.failed(blamed, blamed_version, time.perf_counter_ns() - started)
             raise
         finished = time.perf_counter_ns()
+        # The wait for the version's runner is the queue, the model run the
+        # inference; routing and validation count as input work.
+        predicting = predicted_at - decoded_at
+        timeline = prediction.timeline
+        queue = min(timeline.queue_ns, predicting)
+        infer = predicting - queue
+        if timeline.infer_ns:
+            infer = min(timeline.infer_ns, infer)
         self.statistics.succeeded(
-            prediction.model, prediction.version, _rows(decoded),
-            _timings(started, decoded_at, predicted_at, finished, prediction),
+            prediction.model,
+            prediction.version,
+            _rows(decoded),
+            queue,
+            decoded_at - started + (predicting - queue - infer),
+            infer,
+            finished - predicted_at,
         )
         return response, prediction
 
-    @staticmethod
-    def _encode(decoded: OipInferRequest, prediction: Prediction) -> pb.ModelInferResponse:
-        return encode_infer_response(
+    def _encode(self, decoded: OipInferRequest, prediction: Prediction) -> bytes:
+        return self._encoder.encode(
             prediction.outputs,
             decoded.model_name,
             prediction.version,
             decoded.request_id,
-            {
-                "modelplane.model": prediction.model,
-                "modelplane.endpoint": prediction.endpoint,
-                "modelplane.prediction_id": prediction.prediction_id,
-            },
+            (prediction.model, prediction.endpoint),
+            prediction.prediction_id,
         )
 
     # -------------------------------------------------------------- statistics
@@ -398,20 +431,3 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
                 return function(*args)
 
         return await asyncio.get_running_loop().run_in_executor(None, call)
-
-
-def _timings(
-    started: int, decoded_at: int, predicted_at: int, finished: int, prediction: Prediction
-) -> Timings:
-    """The request's phases: the wait for its version's runner is the queue, the
-    model run is the inference, routing and validation count as input work."""
-    predicting = predicted_at - decoded_at
-    timeline = prediction.timeline
-    queue = min(timeline.queue_ns, predicting)
-    infer = min(timeline.infer_ns, predicting - queue) if timeline.infer_ns else predicting - queue
-    return Timings(
-        queue=queue,
-        compute_input=decoded_at - started + (predicting - queue - infer),
-        compute_infer=infer,
-        compute_output=finished - predicted_at,
-    )

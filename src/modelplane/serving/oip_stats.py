@@ -41,20 +41,6 @@ class VersionStats:
     last_inference_ms: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Timings:
-    """One request's phases in nanoseconds."""
-
-    queue: int
-    compute_input: int
-    compute_infer: int
-    compute_output: int
-
-    @property
-    def total(self) -> int:
-        return self.queue + self.compute_input + self.compute_infer + self.compute_output
-
-
 class InferenceStatistics:
     def __init__(self) -> None:
         self._by_version: dict[tuple[str, int], VersionStats] = {}
@@ -66,13 +52,23 @@ class InferenceStatistics:
             entry = self._by_version[key] = VersionStats(model, version)
         return entry
 
-    def succeeded(self, model: str, version: int, rows: int, timings: Timings) -> None:
+    def succeeded(
+        self,
+        model: str,
+        version: int,
+        rows: int,
+        queue_ns: int,
+        input_ns: int,
+        infer_ns: int,
+        output_ns: int,
+    ) -> None:
+        """One answered request and its phases (plain integers: this runs per request)."""
         entry = self._entry(model, version)
-        entry.success.add(timings.total)
-        entry.queue.add(timings.queue)
-        entry.compute_input.add(timings.compute_input)
-        entry.compute_infer.add(timings.compute_infer)
-        entry.compute_output.add(timings.compute_output)
+        entry.success.add(queue_ns + input_ns + infer_ns + output_ns)
+        entry.queue.add(queue_ns)
+        entry.compute_input.add(input_ns)
+        entry.compute_infer.add(infer_ns)
+        entry.compute_output.add(output_ns)
         entry.inference_count += rows
         entry.execution_count += 1
         entry.last_inference_ms = time.time_ns() // 1_000_000

@@ -32,19 +32,21 @@ from modelplane.registry.route_prepare import RoutePreparation
 from modelplane.registry.use_cases import Registry
 from modelplane.routing.table import RouteTable
 from modelplane.routing.watcher import SnapshotWatcher
-from modelplane.serving.grpc_server import GrpcServerThread
+from modelplane.serving.grpc_server import GrpcServerThread, PreEncodedResponses
+from modelplane.serving.inference_servicer import PRE_ENCODED_METHODS as PREDICT_PRE_ENCODED
+from modelplane.serving.inference_servicer import SERVICE_NAME as INFERENCE_SERVICE
 from modelplane.serving.inference_servicer import InferenceServicer, PredictTelemetry
 from modelplane.serving.oip_repository import OipRepository
+from modelplane.serving.oip_servicer import PRE_ENCODED_METHODS as OIP_PRE_ENCODED
 from modelplane.serving.oip_servicer import SERVICE_NAME as OIP_SERVICE
 from modelplane.serving.oip_servicer import OipServicer
 from modelplane.serving.predictor import BatchingDefaults, Predictor
 from modelplane.serving.security import data_plane_security
 from modelplane.serving.sessions import SessionCache
-from modelplane.v1 import inference_pb2, inference_pb2_grpc
+from modelplane.v1 import inference_pb2_grpc
 
 _log = logging.getLogger(__name__)
 
-INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
 HEARTBEAT_INTERVAL_S = 1.0
 HEARTBEAT_TTL_S = 5.0
 
@@ -140,13 +142,19 @@ class ReplicaRuntime:
         self._watcher = SnapshotWatcher(
             self._store.snapshot, self._redis, self._store.changes_channel, self._apply
         )
+        security = data_plane_security(settings).kwargs()
+        # Innermost, so the error, auth and limit wrappers keep its serializer.
+        security["wrappers"] = [
+            *security["wrappers"],
+            PreEncodedResponses((*PREDICT_PRE_ENCODED, *OIP_PRE_ENCODED)),
+        ]
         self._server = GrpcServerThread(
             settings.inference_address,
             [self._register],
             [INFERENCE_SERVICE, OIP_SERVICE],
             reuse_port=reuse_port,
             name=f"grpc[{replica_id}]",
-            **data_plane_security(settings).kwargs(),
+            **security,
         )
         self._heartbeat_stop = threading.Event()
         self._heartbeat_now = threading.Event()
