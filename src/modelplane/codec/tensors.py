@@ -81,22 +81,24 @@ def tensor_to_array(tensor: tensor_pb2.Tensor) -> np.ndarray:
             f"input '{tensor.name}': unknown or unspecified data type {tensor.dtype}"
         )
     shape = tuple(tensor.shape)
-    if any(dim < 0 for dim in shape):
+    if shape and min(shape) < 0:
         raise InvalidArgument(
             f"input '{tensor.name}': shape {list(shape)} has a negative dimension"
         )
+    count = math.prod(shape)
     # A zero dimension makes the product 0, yet numpy still refuses a shape whose
     # other dimensions overflow its index type: refuse it here, with a message.
-    if math.prod(dim for dim in shape if dim) > _MAX_ELEMENTS:
+    if count > _MAX_ELEMENTS or (
+        count == 0 and math.prod(dim for dim in shape if dim) > _MAX_ELEMENTS
+    ):
         raise InvalidArgument(
             f"input '{tensor.name}': shape {list(shape)} is too large to describe an array"
         )
     data = tensor.data
     if dtype is _OBJECT:
         # STRING: length-prefixed elements, decoded into str objects (no view possible).
-        count = math.prod(shape)
         return decode_strings(data, count, f"input '{tensor.name}'").reshape(shape)
-    expected = math.prod(shape) * dtype.itemsize
+    expected = count * dtype.itemsize
     if len(data) != expected:
         raise InvalidArgument(
             f"input '{tensor.name}': data has {len(data)} bytes, shape {list(shape)} of "
