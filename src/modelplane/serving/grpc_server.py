@@ -46,9 +46,9 @@ class HandlerWrapper(Protocol):
 class PreEncodedResponses:
     """Lets the named methods answer with bytes they serialized themselves.
 
-    A handler that writes its answer straight to wire bytes (codec/oip_wire.py)
-    returns ``bytes``; anything else it returns (an error answer in a stream, say)
-    still goes through the method's own serializer.
+    A handler that writes its answer straight to wire bytes (codec/inference_wire.py,
+    codec/oip_wire.py) returns ``bytes``; anything else it returns (an error answer
+    in a stream, say) still goes through the method's own serializer.
     """
 
     def __init__(self, methods: Iterable[str]) -> None:
