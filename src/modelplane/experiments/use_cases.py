@@ -107,23 +107,24 @@ class Experiments:
         run_id: str,
         params: Mapping[str, str] | None = None,
         tags: Mapping[str, str] | None = None,
-        metrics: Sequence[MetricSeries] = (),
+        metrics: Sequence[series.SeriesLike] = (),
     ) -> int:
         """Records params, tags and metric points at once; returns the number of points.
 
         A param, once logged, keeps its value: logging a different one is refused,
-        since runs are compared by their params.
+        since runs are compared by their params. ``metrics`` may be the request's
+        messages as they are: their points are read as numpy columns.
         """
         validate_run_id(run_id)
         params = dict(params or {})
         tags = dict(tags or {})
         validate_mapping("params", params)
         validate_mapping("tags", tags)
-        points = validate_series(metrics)
-        packed = [
-            (s.key, series.pack(s.steps, s.values, s.timestamps_ms)) for s in metrics if s.values
-        ]
-        latest: dict[str, float] = {s.key: s.values[-1] for s in metrics if s.values}
+        columns = [series.columns_of(s) for s in metrics]
+        points = validate_series(columns)
+        logged = [c for c in columns if len(c.values)]
+        packed = [(c.key, series.pack_columns(c)) for c in logged]
+        latest: dict[str, float] = {c.key: float(c.values[-1]) for c in logged}
 
         def change(run: Run) -> tuple[Run, Sequence[tuple[str, bytes]]]:
             _require_running(run)

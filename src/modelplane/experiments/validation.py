@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 from modelplane.domain.errors import InvalidArgument, ResourceExhausted
-from modelplane.domain.experiments import MetricSeries
+from modelplane.experiments.series import Columns
 
 MAX_KEYS = 256
 MAX_TEXT = 2048
@@ -51,7 +52,7 @@ def validate_mapping(field: str, mapping: Mapping[str, str]) -> None:
         validate_text(f"{field}[{key}]", value)
 
 
-def validate_series(batch: Sequence[MetricSeries]) -> int:
+def validate_series(batch: Sequence[Columns]) -> int:
     """The number of points; InvalidArgument naming the first bad one."""
     total = 0
     for i, series in enumerate(batch):
@@ -63,12 +64,13 @@ def validate_series(batch: Sequence[MetricSeries]) -> int:
                 f"{field}: steps, values and timestamps_ms must have the same length, got "
                 f"{len(series.steps)}, {count} and {len(series.timestamps_ms)}"
             )
-        for j, value in enumerate(series.values):
-            if not math.isfinite(value):
-                raise InvalidArgument(
-                    f"{field}.values[{j}]: metric '{series.key}' expected a finite number, "
-                    f"got {value}"
-                )
+        finite = np.isfinite(series.values)
+        if not finite.all():
+            j = int(np.argmin(finite))  # the first False
+            raise InvalidArgument(
+                f"{field}.values[{j}]: metric '{series.key}' expected a finite number, "
+                f"got {float(series.values[j])}"
+            )
         total += count
     if total > MAX_POINTS_PER_BATCH:
         raise ResourceExhausted(
@@ -86,7 +88,6 @@ def validate_artifact_path(path: str) -> str:
         or any(not _PATH_PART.fullmatch(p) or p in (".", "..") for p in parts)
     ):
         raise InvalidArgument(
-            f"path: expected a relative path of [A-Za-z0-9_.-] parts without '..', got "
-            f"{path!r:.80}"
+            f"path: expected a relative path of [A-Za-z0-9_.-] parts without '..', got {path!r:.80}"
         )
     return path
