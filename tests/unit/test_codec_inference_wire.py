@@ -10,6 +10,7 @@ from hypothesis.extra import numpy as hnp
 from modelplane.codec.inference import encode_predict_response
 from modelplane.codec.inference_wire import PredictResponseEncoder
 from modelplane.codec.tensors import tensor_to_array
+from modelplane.codec.wire import EncodedParts
 from modelplane.domain.models import RouteReason
 from modelplane.v1 import inference_pb2
 
@@ -67,3 +68,19 @@ def test_string_outputs_and_empty_tensors_round_trip() -> None:
     assert back["label"].tolist() == ["fraud", "ok", ""]
     assert back["none"].shape == (0, 4)
     np.testing.assert_array_equal(back["y"], outputs["y"])
+
+
+def test_encoded_parts_are_built_once_and_bounded() -> None:
+    built: list[tuple[str, int]] = []
+
+    def build(name: str, number: int) -> bytes:
+        built.append((name, number))
+        return f"{name}{number}".encode()
+
+    parts: EncodedParts[tuple[str, int]] = EncodedParts(build, limit=2)
+    assert parts[("a", 1)] == b"a1"
+    assert parts[("a", 1)] == b"a1"
+    assert parts[("b", 2)] == b"b2"
+    assert built == [("a", 1), ("b", 2)]
+    assert parts[("c", 3)] == b"c3"  # past the limit: starts again
+    assert set(parts) == {("c", 3)}

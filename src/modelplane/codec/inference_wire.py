@@ -23,7 +23,7 @@ import numpy as np
 
 from modelplane.codec.inference import route_reason_to_proto
 from modelplane.codec.tensors import tensor_payload
-from modelplane.codec.wire import CACHE_LIMIT, LEN, VARINT, packed, tag, text, varint
+from modelplane.codec.wire import LEN, VARINT, EncodedParts, packed, tag, text, varint
 from modelplane.domain.models import RouteReason
 
 _OUTPUTS = tag(1, LEN)
@@ -43,40 +43,29 @@ def _number(field_tag: bytes, value: int) -> bytes:
     return field_tag + varint(value) if value else b""
 
 
+def _head(endpoint: str, model: str, version: int, reason: RouteReason | None) -> bytes:
+    """Who answered and why: the same for every answer of one version and route reason."""
+    return (
+        text(_ENDPOINT, endpoint)
+        + text(_MODEL, model)
+        + _number(_VERSION, version)
+        + _number(_ROUTE_REASON, route_reason_to_proto(reason))
+    )
+
+
+def _tensor_head(name: str, dtype: int, shape: tuple[int, ...]) -> bytes:
+    """A tensor's fields before its data."""
+    return text(_TENSOR_NAME, name) + _number(_TENSOR_DTYPE, dtype) + packed(_TENSOR_SHAPE, shape)
+
+
 class PredictResponseEncoder:
     """Writes Predict answers; one per servicer, used from its event loop only."""
 
     def __init__(self) -> None:
-        self._heads: dict[tuple[str, str, int, RouteReason | None], bytes] = {}
-        self._tensors: dict[tuple[str, int, tuple[int, ...]], bytes] = {}
-
-    def _head(self, endpoint: str, model: str, version: int, reason: RouteReason | None) -> bytes:
-        key = (endpoint, model, version, reason)
-        head = self._heads.get(key)
-        if head is None:
-            if len(self._heads) >= CACHE_LIMIT:
-                self._heads.clear()
-            head = self._heads[key] = (
-                text(_ENDPOINT, endpoint)
-                + text(_MODEL, model)
-                + _number(_VERSION, version)
-                + _number(_ROUTE_REASON, route_reason_to_proto(reason))
-            )
-        return head
-
-    def _tensor_head(self, name: str, dtype: int, shape: tuple[int, ...]) -> bytes:
-        """A tensor's fields before its data."""
-        key = (name, dtype, shape)
-        head = self._tensors.get(key)
-        if head is None:
-            if len(self._tensors) >= CACHE_LIMIT:
-                self._tensors.clear()
-            head = self._tensors[key] = (
-                text(_TENSOR_NAME, name)
-                + _number(_TENSOR_DTYPE, dtype)
-                + packed(_TENSOR_SHAPE, shape)
-            )
-        return head
+        self._heads: EncodedParts[tuple[str, str, int, RouteReason | None]]
+        self._heads = EncodedParts(_head)
+        self._tensor_heads: EncodedParts[tuple[str, int, tuple[int, ...]]]
+        self._tensor_heads = EncodedParts(_tensor_head)
 
     def encode(
         self,
@@ -91,13 +80,13 @@ class PredictResponseEncoder:
         parts: list[bytes] = []
         for name, array in outputs.items():
             dtype, data = tensor_payload(name, array)
-            head = self._tensor_head(name, dtype, array.shape)
+            head = self._tensor_heads[(name, dtype, array.shape)]
             # The data is joined once, at the end: its length is known without a copy.
             data_length = varint(len(data)) if data else b""
             size = len(head) + (len(_TENSOR_DATA) + len(data_length) + len(data) if data else 0)
             parts += (_OUTPUTS, varint(size), head)
             if data:
                 parts += (_TENSOR_DATA, data_length, data)
-        parts.append(self._head(endpoint, model, version, route_reason))
+        parts.append(self._heads[(endpoint, model, version, route_reason)])
         parts.append(text(_PREDICTION_ID, prediction_id))
         return b"".join(parts)

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from modelplane.codec.oip import encode_output
-from modelplane.codec.wire import CACHE_LIMIT, LEN, field, packed, tag, text, varint
+from modelplane.codec.wire import LEN, EncodedParts, field, packed, tag, text, varint
 
 _MODEL_NAME = tag(1, LEN)
 _MODEL_VERSION = tag(2, LEN)
@@ -49,6 +49,16 @@ def _string_parameter(key: str, value: str) -> bytes:
     return field(_PARAMETERS, entry)
 
 
+def _output(name: str, datatype: str, shape: tuple[int, ...]) -> bytes:
+    """An output tensor's metadata (its bytes travel in raw_output_contents)."""
+    tensor = (
+        text(_TENSOR_NAME, name)
+        + text(_TENSOR_DATATYPE, datatype)
+        + packed(_TENSOR_SHAPE, shape)
+    )
+    return field(_OUTPUTS, tensor)
+
+
 class InferResponseEncoder:
     """Writes ModelInfer answers; one per servicer, used from its event loop only."""
 
@@ -57,40 +67,20 @@ class InferResponseEncoder:
         of one (model, endpoint), in the order ``encode`` receives their values."""
         self._prediction_id_key = prediction_id_key
         self._constant_keys = constant_keys
-        self._heads: dict[tuple[str, int, tuple[str, ...]], bytes] = {}
-        self._outputs: dict[tuple[str, str, tuple[int, ...]], bytes] = {}
+        self._heads: EncodedParts[tuple[str, int, tuple[str, ...]]] = EncodedParts(self._head)
+        self._outputs: EncodedParts[tuple[str, str, tuple[int, ...]]] = EncodedParts(_output)
 
     def _head(self, model_name: str, version: int, constants: tuple[str, ...]) -> bytes:
-        key = (model_name, version, constants)
-        head = self._heads.get(key)
-        if head is None:
-            if len(self._heads) >= CACHE_LIMIT:
-                self._heads.clear()
-            head = self._heads[key] = b"".join(
-                [
-                    text(_MODEL_NAME, model_name),
-                    text(_MODEL_VERSION, str(version)),
-                    *(
-                        _string_parameter(name, value)
-                        for name, value in zip(self._constant_keys, constants, strict=True)
-                    ),
-                ]
-            )
-        return head
-
-    def _output(self, name: str, datatype: str, shape: tuple[int, ...]) -> bytes:
-        key = (name, datatype, shape)
-        encoded = self._outputs.get(key)
-        if encoded is None:
-            if len(self._outputs) >= CACHE_LIMIT:
-                self._outputs.clear()
-            tensor = (
-                text(_TENSOR_NAME, name)
-                + text(_TENSOR_DATATYPE, datatype)
-                + packed(_TENSOR_SHAPE, shape)
-            )
-            encoded = self._outputs[key] = field(_OUTPUTS, tensor)
-        return encoded
+        return b"".join(
+            [
+                text(_MODEL_NAME, model_name),
+                text(_MODEL_VERSION, str(version)),
+                *(
+                    _string_parameter(name, value)
+                    for name, value in zip(self._constant_keys, constants, strict=True)
+                ),
+            ]
+        )
 
     def encode(
         self,
@@ -102,7 +92,7 @@ class InferResponseEncoder:
         prediction_id: str,
     ) -> bytes:
         """The serialized ModelInferResponse: every output's metadata, then its raw bytes."""
-        parts = [self._head(model_name, version, constants)]
+        parts = [self._heads[(model_name, version, constants)]]
         if request_id:
             parts.append(field(_ID, request_id.encode()))
         if prediction_id:
@@ -110,7 +100,7 @@ class InferResponseEncoder:
         raws = []
         for name, array in outputs.items():
             datatype, data = encode_output(name, array)
-            parts.append(self._output(name, datatype, array.shape))
+            parts.append(self._outputs[(name, datatype, array.shape)])
             raws.append(_RAW_OUTPUT + varint(len(data)))
             raws.append(data)
         parts.extend(raws)

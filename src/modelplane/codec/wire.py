@@ -7,11 +7,35 @@ codec/inference_wire.py for why answers are written this way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+_Key = TypeVar("_Key", bound=tuple[Any, ...])
+
 _SMALL = [bytes((n,)) for n in range(0x80)]
 
 # Past this many distinct entries an encoder's cache starts again: a replica
 # answers for a handful of versions and output shapes, so this bounds memory.
 CACHE_LIMIT = 4096
+
+
+class EncodedParts(dict[_Key, bytes]):
+    """Encoded message parts by the values they encode, built on first use.
+
+    ``parts[key]`` is a plain dict lookup on a hit (nothing added to the predict
+    path); a miss calls ``build(*key)``. Past ``limit`` entries it starts again.
+    """
+
+    def __init__(self, build: Callable[..., bytes], limit: int = CACHE_LIMIT) -> None:
+        super().__init__()
+        self._build = build
+        self._limit = limit
+
+    def __missing__(self, key: _Key) -> bytes:
+        if len(self) >= self._limit:
+            self.clear()
+        encoded = self[key] = self._build(*key)
+        return encoded
 
 
 def tag(field_number: int, wire_type: int) -> bytes:
