@@ -3,15 +3,22 @@
 Starts a real Redis and a real control plane (``modelplane control-plane``) in
 other processes, then times the same loop with and without
 ``run.log_metric`` on every step, alternating so both see the same machine
-load. The loop body is a small numpy step (``--work`` matrix size) standing in
-for a training step; the smaller it is, the larger the relative cost.
+load. The loop body is a training step: by default one step of minibatch SGD on
+a small two-layer network in numpy (``--step mlp``: forward, backward, update;
+the loss is what is logged); ``--step matmul`` is a single matrix product of
+``--work`` rows instead, a step far cheaper than any real training step, to show
+the worst case: the cheaper the step, the larger the relative cost.
 
-Besides the wall time it reports the CPU each side spends per point: the
-training process (``log_metric`` plus the sender thread), and the control plane
-and Redis, which in production run elsewhere but here share the machine's cores
-with the loop.
+Whole loops with and without logging differ by less than the host's noise,
+so the figure that decides is built from parts measured precisely: the time
+inside ``log_metric`` timed around each call in the loop, plus the sender
+thread's CPU from its own clock (it takes the GIL from the loop while it
+encodes), over the bare step's time. It also reports the CPU the control plane
+and Redis spend per point: in production they run elsewhere, here they share
+the machine's cores with the loop.
 
-    python -m loadtests.tracking_overhead --points 100000 --work 96 --repeats 5
+    python -m loadtests.tracking_overhead --points 100000 --repeats 5
+    python -m loadtests.tracking_overhead --points 100000 --step matmul --work 96 --repeats 5
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,52 +46,99 @@ import modelplane
 from modelplane.registry.embedded_redis import EmbeddedRedis
 
 
-def _step(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a @ b)[0, 0])
+class MatmulStep:
+    """One matrix product: a stand-in far cheaper than a training step (the worst case)."""
+
+    def __init__(self, size: int, rng: np.random.Generator) -> None:
+        self._a = rng.random((size, size))
+        self._b = rng.random((size, size))
+
+    def __call__(self) -> float:
+        return float((self._a @ self._b)[0, 0])
 
 
-def _loop(points: int, a: np.ndarray, b: np.ndarray, run: object | None) -> float:
+class SgdStep:
+    """One minibatch SGD step of a 2-layer classifier (ReLU, softmax cross-entropy).
+
+    64 features, 10 classes; by default batch 32 and 128 hidden units, small on
+    purpose: the fastest kind of loop that still trains something, so the
+    relative cost of logging a point on every step is near its largest for
+    real training. ``--batch`` and ``--hidden`` make it a heavier step.
+    """
+
+    FEATURES, CLASSES, RATE = 64, 10, 0.05
+
+    def __init__(self, rng: np.random.Generator, batch: int = 32, hidden: int = 128) -> None:
+        self.BATCH, self.HIDDEN = batch, hidden
+        self._x = rng.standard_normal((max(1024, 4 * batch), self.FEATURES))
+        true_weights = rng.standard_normal((self.FEATURES, self.CLASSES))
+        self._labels = np.argmax(self._x @ true_weights, axis=1)
+        self._w1 = rng.standard_normal((self.FEATURES, self.HIDDEN)) * 0.1
+        self._w2 = rng.standard_normal((self.HIDDEN, self.CLASSES)) * 0.1
+        self._at = 0
+
+    def __call__(self) -> float:
+        rows = slice(self._at, self._at + self.BATCH)
+        self._at = (self._at + self.BATCH) % len(self._x)
+        x, labels = self._x[rows], self._labels[rows]
+        hidden = np.maximum(x @ self._w1, 0.0)
+        logits = hidden @ self._w2
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        picked = np.arange(len(labels))
+        loss = -float(np.mean(np.log(probs[picked, labels] + 1e-12)))
+        probs[picked, labels] -= 1.0
+        probs /= len(labels)
+        grad_w2 = hidden.T @ probs
+        grad_hidden = (probs @ self._w2.T) * (hidden > 0)
+        self._w2 -= self.RATE * grad_w2
+        self._w1 -= self.RATE * (x.T @ grad_hidden)
+        return loss
+
+
+Step = Callable[[], float]
+
+
+def _loop(points: int, step_fn: Step, run: object | None) -> float:
     log = getattr(run, "log_metric", None)
     started = time.perf_counter()
     for step in range(points):
-        loss = _step(a, b)
+        loss = step_fn()
         if log is not None:
             log("loss", loss, step)
     return time.perf_counter() - started
 
 
-def _interleaved(
-    points: int, chunk: int, a: np.ndarray, b: np.ndarray, run: modelplane.ActiveRun
-) -> tuple[float, float]:
-    """(bare, tracked) seconds: chunks of ``chunk`` steps, alternately without and with logging.
+def _in_situ(points: int, step_fn: Step, run: modelplane.ActiveRun) -> float:
+    """Seconds per point spent inside ``log_metric``, timed around each call in the loop.
 
-    Host noise on a shared machine drifts over seconds (a bare loop alone varies
-    by several % from one 6 s run to the next), so whole-loop comparisons cannot
-    resolve a 2 % cost in a few rounds; sub-second alternation can. Both kinds of
-    chunk run while the run is open, so this isolates what ``log_metric`` costs in
-    the loop: the sender thread and the servers load both kinds alike, and they
-    are reported as CPU per point instead.
+    Whole-loop comparisons cannot resolve a cost of a few microseconds a step:
+    host noise on a shared machine moves a loop's wall time by several % from
+    one run to the next, and sub-second alternation of loops with and without
+    logging still carries noise in proportion to the step's duration. Timing
+    the call itself, right after a real step (so with the caches as the step
+    left them), does not; an empty pair of clock reads on every step is taken
+    away as the timer's own cost.
     """
-    bare = tracked = 0.0
     log = run.log_metric
-    for first in range(0, points, chunk):
-        started = time.perf_counter()
-        for _ in range(first, min(first + chunk, points)):
-            _step(a, b)
-        middle = time.perf_counter()
-        for step in range(first, min(first + chunk, points)):
-            log("loss", _step(a, b), step)
-        ended = time.perf_counter()
-        bare += middle - started
-        tracked += ended - middle
-    return bare, tracked
+    clock = time.perf_counter_ns
+    logging_ns = timer_ns = 0
+    for step in range(points):
+        loss = step_fn()
+        before = clock()
+        started = clock()
+        log("loss", loss, step)
+        ended = clock()
+        timer_ns += started - before
+        logging_ns += ended - started
+    return (logging_ns - timer_ns) / points / 1e9
 
 
-def _thread_cpu(native_id: int | None) -> float:
-    for thread in psutil.Process().threads():
-        if thread.id == native_id:
-            return float(thread.user_time + thread.system_time)
-    return 0.0
+def _thread_cpu(thread: threading.Thread) -> float:
+    """A live thread's CPU seconds, from its own clock (ns, not scheduler ticks)."""
+    assert thread.ident is not None
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
 def _cpu() -> float:
@@ -126,16 +182,22 @@ def _start_control_plane(redis_url: str, data_dir: Path) -> tuple[subprocess.Pop
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--points", type=int, default=100_000)
-    parser.add_argument("--work", type=int, default=96, help="matrix size of the fake step")
+    parser.add_argument(
+        "--step",
+        choices=("mlp", "matmul"),
+        default="mlp",
+        help="mlp: a real SGD step of a small network; matmul: one product of --work rows",
+    )
+    parser.add_argument("--batch", type=int, default=32, help="minibatch rows of --step mlp")
+    parser.add_argument("--hidden", type=int, default=128, help="hidden units of --step mlp")
+    parser.add_argument("--work", type=int, default=96, help="matrix size of --step matmul")
     # Rounds of (bare, tracked); medians of several rounds ride out a noisy machine.
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--chunk", type=int, default=500, help="steps per chunk of the interleaved measurement"
-    )
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    a = rng.random((args.work, args.work))
-    b = rng.random((args.work, args.work))
+    step_fn: Step = (
+        SgdStep(rng, args.batch, args.hidden) if args.step == "mlp" else MatmulStep(args.work, rng)
+    )
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as redis_db:
         proc, address = _start_control_plane(redis_db.url, Path(tmp) / "data")
         assert redis_db.pid is not None
@@ -150,11 +212,11 @@ def main() -> int:
             tracked_cpu: list[float] = []
             in_loop: list[float] = []
             sender_cpu: list[float] = []
-            _loop(min(args.points, 5_000), a, b, None)  # warm caches and BLAS threads
+            _loop(min(args.points, 5_000), step_fn, None)  # warm caches and BLAS threads
             for _ in range(args.repeats):
                 cpu = _cpu()
                 idle_before = {name: _cpu_of(p) for name, p in servers.items()}
-                bare.append(_loop(args.points, a, b, None))
+                bare.append(_loop(args.points, step_fn, None))
                 bare_cpu.append(_cpu() - cpu)
                 for name, process in servers.items():
                     # What the servers spend anyway (timers, polling) over a loop's time.
@@ -162,17 +224,16 @@ def main() -> int:
                 started, cpu = time.perf_counter(), _cpu()
                 before = {name: _cpu_of(p) for name, p in servers.items()}
                 with modelplane.start_run(experiment="bench", address=address) as run:
-                    tracked.append(_loop(args.points, a, b, run))
+                    tracked.append(_loop(args.points, step_fn, run))
                 with_flush.append(time.perf_counter() - started)
                 tracked_cpu.append(_cpu() - cpu)
                 for name, process in servers.items():
                     server_cpu[name].append(_cpu_of(process) - before[name])
                 assert run.points_sent == args.points, run.points_sent
                 with modelplane.start_run(experiment="bench", address=address) as run:
-                    bare_s, tracked_s = _interleaved(args.points, args.chunk, a, b, run)
+                    in_loop.append(_in_situ(args.points, step_fn, run))
                     run.flush()
-                    sender_cpu.append(_thread_cpu(run._sender.native_id))
-                in_loop.append((tracked_s - bare_s) / args.points)
+                    sender_cpu.append(_thread_cpu(run._sender))
         finally:
             proc.terminate()
             proc.wait(timeout=10)
@@ -209,7 +270,7 @@ def main() -> int:
     )
     print(
         f"log_metric in the loop {loop_cost * 1e6:.2f} us per point "
-        f"(interleaved chunks of {args.chunk} steps; rounds: "
+        f"(timed around each call; rounds: "
         + " ".join(f"{cost * 1e6:.2f}" for cost in in_loop)
         + ")"
     )
