@@ -113,3 +113,37 @@ def test_a_huge_declared_shape_is_refused_without_allocating(plane: ServingPlane
     assert err.details() == (
         f"inputs[x].shape: {2**40} elements exceed the limit of 100 per tensor"
     )
+
+
+def _oip_request(x: np.ndarray) -> oip_pb2.ModelInferRequest:
+    request = oip_pb2.ModelInferRequest(model_name="open", id="r1")
+    request.inputs.add(name="x", datatype="FP32", shape=list(x.shape))
+    request.raw_input_contents.append(x.astype(np.float32).tobytes())
+    return request
+
+
+def test_the_limits_hold_for_the_open_inference_protocol_too(plane: ServingPlane) -> None:
+    # ModelInfer's decoder applies them (the interceptor leaves that method to it);
+    # the stream, which no unary interceptor sees, gets them the same way.
+    stub = oip_grpc.GRPCInferenceServiceStub(
+        grpc.intercept_channel(grpc.insecure_channel(plane.address), BearerToken(READER))
+    )
+    rows = "inputs[x].shape[0]: 9 rows exceed the limit of 8 per request; split the batch"
+    err = _error(lambda: stub.ModelInfer(_oip_request(np.ones((9, 16))), timeout=10))
+    assert (err.code(), err.details()) == (grpc.StatusCode.INVALID_ARGUMENT, rows)
+    huge = oip_pb2.ModelInferRequest(model_name="open")
+    huge.inputs.add(name="x", datatype="FP32", shape=[1, 2**40])
+    err = _error(lambda: stub.ModelInfer(huge, timeout=10))
+    assert (err.code(), err.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"inputs[x].shape: {2**40} elements exceed the limit of 100 per tensor",
+    )
+    answers = list(
+        stub.ModelStreamInfer(
+            iter([_oip_request(np.ones((9, 16))), _oip_request(np.ones((2, 16)))]), timeout=10
+        )
+    )
+    assert answers[0].error_message == rows
+    assert answers[1].error_message == ""
+    assert answers[1].infer_response.id == "r1"
+    assert list(answers[1].infer_response.outputs[0].shape)[0] == 2

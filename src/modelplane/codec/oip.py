@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from modelplane.codec.strings import decode_strings, encode_strings, strings_from_list
+from modelplane.codec.tensor_limits import check_shape_limits
 from modelplane.domain.errors import InvalidArgument, ResourceExhausted
 from modelplane.domain.models import DataType, TensorSpec
 from modelplane.oip import grpc_service_pb2 as pb
@@ -117,7 +118,10 @@ def parse_version(version: str, field: str = "model_version") -> int | None:
 
 
 def _check_tensor(
-    tensor: pb.ModelInferRequest.InferInputTensor, max_tensor_bytes: int
+    tensor: pb.ModelInferRequest.InferInputTensor,
+    max_tensor_bytes: int,
+    max_rows: int,
+    max_elements: int,
 ) -> tuple[str, tuple[int, ...], int]:
     """(datatype, shape, element count), refusing what cannot or must not be decoded."""
     name = tensor.name
@@ -129,6 +133,8 @@ def _check_tensor(
             f"{', '.join(SUPPORTED_DATATYPES)}"
         )
     shape = tuple(tensor.shape)
+    if max_rows or max_elements:
+        check_shape_limits(name, shape, max_rows, max_elements)
     if shape and min(shape) < 0:
         raise InvalidArgument(f"input '{name}': shape {list(shape)} has a negative dimension")
     count = math.prod(shape)
@@ -193,8 +199,15 @@ def _from_contents(
     return np.array(values, dtype=dtype).reshape(shape)
 
 
-def decode_inputs(request: pb.ModelInferRequest, max_tensor_bytes: int) -> dict[str, np.ndarray]:
-    """The request's input tensors as numpy arrays, keyed by name."""
+def decode_inputs(
+    request: pb.ModelInferRequest, max_tensor_bytes: int, max_rows: int = 0, max_elements: int = 0
+) -> dict[str, np.ndarray]:
+    """The request's input tensors as numpy arrays, keyed by name.
+
+    ``max_rows`` and ``max_elements`` are the replicas' tensor limits
+    (``check_shape_limits``; 0 disables one), checked here while the shapes are
+    read anyway instead of in a walk of their own.
+    """
     raw = request.raw_input_contents
     tensors = request.inputs
     if raw and len(raw) != len(tensors):
@@ -209,7 +222,7 @@ def decode_inputs(request: pb.ModelInferRequest, max_tensor_bytes: int) -> dict[
             raise InvalidArgument(f"inputs[{index}].name: every input needs a name")
         if name in inputs:
             raise InvalidArgument(f"input '{name}': given twice")
-        datatype, shape, count = _check_tensor(tensor, max_tensor_bytes)
+        datatype, shape, count = _check_tensor(tensor, max_tensor_bytes, max_rows, max_elements)
         if raw:
             if tensor.HasField("contents"):
                 raise InvalidArgument(
@@ -222,7 +235,9 @@ def decode_inputs(request: pb.ModelInferRequest, max_tensor_bytes: int) -> dict[
     return inputs
 
 
-def decode_infer_request(request: pb.ModelInferRequest, max_tensor_bytes: int) -> OipInferRequest:
+def decode_infer_request(
+    request: pb.ModelInferRequest, max_tensor_bytes: int, max_rows: int = 0, max_elements: int = 0
+) -> OipInferRequest:
     if not request.model_name:
         raise InvalidArgument("model_name: a modelplane endpoint or model name is required")
     version = parse_version(request.model_version)
@@ -242,7 +257,7 @@ def decode_infer_request(request: pb.ModelInferRequest, max_tensor_bytes: int) -
         model_name=request.model_name,
         version=version,
         request_id=request.id,
-        inputs=decode_inputs(request, max_tensor_bytes),
+        inputs=decode_inputs(request, max_tensor_bytes, max_rows, max_elements),
         output_names=tuple(outputs),
     )
 

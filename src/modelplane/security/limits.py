@@ -9,41 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import math
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeAlias
 
 import grpc
 from grpc import aio
 
-from modelplane.domain.errors import DeadlineExceeded, InvalidArgument
+from modelplane.codec.tensor_limits import check_shape_limits
+from modelplane.domain.errors import DeadlineExceeded
 
 _Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
 def check_tensor_limits(request: Any, max_rows: int, max_elements: int) -> None:
-    """Refuses inputs whose declared shape exceeds the limits (0 disables a limit).
-
-    Runs on every request: a shape is read once, and negative dimensions (left
-    for the decoder to refuse) skip the element count.
-    """
+    """Refuses inputs whose declared shape exceeds the limits (0 disables a limit)."""
     for tensor in getattr(request, "inputs", ()):
-        shape = tensor.shape
-        if not shape:
-            continue
-        if max_rows and shape[0] > max_rows:
-            raise InvalidArgument(
-                f"inputs[{tensor.name}].shape[0]: {shape[0]} rows exceed the limit of "
-                f"{max_rows} per request; split the batch"
-            )
-        if max_elements and min(shape) >= 0:
-            elements = math.prod(shape)
-            if elements > max_elements:
-                raise InvalidArgument(
-                    f"inputs[{tensor.name}].shape: {elements} elements exceed the limit of "
-                    f"{max_elements} per tensor"
-                )
+        check_shape_limits(tensor.name, tensor.shape, max_rows, max_elements)
 
 
 class AsyncLimitsInterceptor(aio.ServerInterceptor):
@@ -55,11 +37,16 @@ class AsyncLimitsInterceptor(aio.ServerInterceptor):
         max_deadline_s: float,
         max_rows: int = 0,
         max_elements: int = 0,
+        checked_by_handlers: Collection[str] = (),
     ) -> None:
+        """``checked_by_handlers``: methods whose handlers apply the tensor limits
+        themselves while decoding (``check_shape_limits``); only the deadline is
+        added to those."""
         self._default = default_deadline_s
         self._max = max_deadline_s
         self._max_rows = max_rows
         self._max_elements = max_elements
+        self._checked_by_handlers = frozenset(checked_by_handlers)
         self._cache: dict[str, tuple[_Handler, _Handler]] = {}
 
     async def intercept_service(
@@ -103,8 +90,13 @@ class AsyncLimitsInterceptor(aio.ServerInterceptor):
         return self._max
 
     def _bounded(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+        max_rows, max_elements = self._max_rows, self._max_elements
+        if method in self._checked_by_handlers or not (max_rows or max_elements):
+            max_rows = max_elements = 0
+
         async def bounded(request: Any, context: Any) -> Any:
-            check_tensor_limits(request, self._max_rows, self._max_elements)
+            if max_rows or max_elements:
+                check_tensor_limits(request, max_rows, max_elements)
             budget = self._budget(context)
             if budget is None:
                 return await behavior(request, context)

@@ -56,6 +56,9 @@ ENDPOINT_PARAMETER = "modelplane.endpoint"
 PREDICTION_ID_PARAMETER = "modelplane.prediction_id"
 # Methods whose handlers return their answers already serialized (codec/oip_wire.py).
 PRE_ENCODED_METHODS = (f"/{SERVICE_NAME}/ModelInfer", f"/{SERVICE_NAME}/ModelStreamInfer")
+# Methods whose decoding applies the tensor limits itself: the limits
+# interceptor leaves them to it instead of walking the shapes a second time.
+LIMITS_CHECKED_METHODS = (f"/{SERVICE_NAME}/ModelInfer",)
 
 # (endpoint, model, version): exactly one of endpoint and model is set.
 Target = tuple[str | None, str | None, int | None]
@@ -108,13 +111,19 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         ready: Callable[[], bool] = lambda: True,
         telemetry: PredictTelemetry | None = None,
         max_tensor_bytes: int = _DEFAULT_MAX_TENSOR_BYTES,
+        max_rows: int = 0,
+        max_elements: int = 0,
     ) -> None:
+        """``max_rows``/``max_elements``: the tensor limits, applied while decoding
+        (so the limits interceptor skips LIMITS_CHECKED_METHODS; see there)."""
         self.predictor = predictor
         self.statistics = InferenceStatistics()
         self._repository = repository
         self._ready = ready
         self._telemetry = telemetry
         self._max_tensor_bytes = max_tensor_bytes
+        self._max_rows = max_rows
+        self._max_elements = max_elements
         self._encoder = InferResponseEncoder(
             PREDICTION_ID_PARAMETER, (MODEL_PARAMETER, ENDPOINT_PARAMETER)
         )
@@ -275,7 +284,9 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         model: str | None = None
         version: int | None = None
         try:
-            decoded = decode_infer_request(request, self._max_tensor_bytes)
+            decoded = decode_infer_request(
+                request, self._max_tensor_bytes, self._max_rows, self._max_elements
+            )
             endpoint, model, version = self._target(table, decoded.model_name, decoded.version)
             resolved = True
             decoded_at = time.perf_counter_ns()

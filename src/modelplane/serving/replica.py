@@ -37,6 +37,7 @@ from modelplane.serving.inference_servicer import PRE_ENCODED_METHODS as PREDICT
 from modelplane.serving.inference_servicer import SERVICE_NAME as INFERENCE_SERVICE
 from modelplane.serving.inference_servicer import InferenceServicer, PredictTelemetry
 from modelplane.serving.oip_repository import OipRepository
+from modelplane.serving.oip_servicer import LIMITS_CHECKED_METHODS as OIP_LIMITS_CHECKED
 from modelplane.serving.oip_servicer import PRE_ENCODED_METHODS as OIP_PRE_ENCODED
 from modelplane.serving.oip_servicer import SERVICE_NAME as OIP_SERVICE
 from modelplane.serving.oip_servicer import OipServicer
@@ -138,11 +139,13 @@ class ReplicaRuntime:
             ready=lambda: self._synced and not self._closed,
             telemetry=telemetry,
             max_tensor_bytes=settings.max_message_bytes,
+            max_rows=settings.max_rows_per_request,
+            max_elements=settings.max_elements_per_tensor,
         )
         self._watcher = SnapshotWatcher(
             self._store.snapshot, self._redis, self._store.changes_channel, self._apply
         )
-        security = data_plane_security(settings).kwargs()
+        security = data_plane_security(settings, OIP_LIMITS_CHECKED).kwargs()
         # Innermost, so the error, auth and limit wrappers keep its serializer.
         security["wrappers"] = [
             *security["wrappers"],

@@ -8,7 +8,7 @@ platform's auth on they need a deployer, like the control plane's writes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,7 +74,11 @@ class ServerSecurity:
         }
 
 
-def data_plane_security(settings: Settings) -> ServerSecurity:
+def data_plane_security(
+    settings: Settings, limits_checked_by_handlers: Collection[str] = ()
+) -> ServerSecurity:
+    """``limits_checked_by_handlers``: methods whose handlers apply the tensor limits
+    while decoding (given the same settings), so the limits interceptor does not."""
     endpoints = EndpointPolicy(settings.inference_auth_endpoints)
     wrappers: list[HandlerWrapper] = []
     if settings.auth_enabled or endpoints.active:
@@ -100,6 +104,7 @@ def data_plane_security(settings: Settings) -> ServerSecurity:
             settings.max_deadline_s,
             settings.max_rows_per_request,
             settings.max_elements_per_tensor,
+            limits_checked_by_handlers,
         )
     )
     credentials = None
