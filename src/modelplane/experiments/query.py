@@ -13,44 +13,23 @@ Grammar (``and`` binds tighter than ``or``; no parentheses)::
 stored value and the operand read as numbers (``params.lr<0.01`` means what it
 says, not a text comparison), as text otherwise. A clause on a key a run lacks
 is false. Ordering: ``FIELD [asc|desc]`` (comma-separated for ties); runs
-lacking the field come last either way.
+lacking the field come last either way. The syntax is shared with version
+search (``domain/filter_syntax.py``); the fields and comparisons are these.
 """
 
 from __future__ import annotations
 
 import math
-import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from modelplane.domain.errors import InvalidArgument
 from modelplane.domain.experiments import Run
+from modelplane.domain.filter_syntax import OPS, parse_expression
 
-MAX_EXPRESSION = 1024
-MAX_CLAUSES = 32
-
-_TOKEN = re.compile(
-    r"""\s*(?:
-      (?P<op>==|!=|>=|<=|=|>|<)
-    | (?P<quoted>'[^']*'|"[^"]*")
-    | (?P<word>[A-Za-z0-9_.:@/+-]+)
-    )""",
-    re.VERBOSE,
-)
 _FIELD = re.compile(r"(metrics|params|tags)\.([A-Za-z0-9_.:/-]{1,128})|status|experiment|name")
 _EXAMPLE = "e.g. metrics.auc>0.9 and params.lr<0.01"
-
-_OPS: dict[str, Callable[[Any, Any], Any]] = {
-    "=": operator.eq,
-    "==": operator.eq,
-    "!=": operator.ne,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-}
 
 
 def _number(text: str) -> float | None:
@@ -85,7 +64,7 @@ class Clause:
     number: float | None
 
     def test(self) -> Callable[[Run], bool]:
-        compare = _OPS[self.op]
+        compare = OPS[self.op]
         group, _, key = self.field.partition(".")
         number, text = self.number, self.text
         if group == "metrics":
@@ -134,73 +113,27 @@ class RunFilter:
         return [run for run in runs if any(all(t(run) for t in conj) for conj in tests)]
 
 
-def _tokens(text: str) -> list[tuple[str, str]]:
-    tokens: list[tuple[str, str]] = []
-    position = 0
-    text = text.rstrip()
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if match is None or match.end() == position:
-            raise InvalidArgument(
-                f"where: unexpected character {text[position:].lstrip()[:1]!r} at "
-                f"position {position}; expected {_EXAMPLE}"
-            )
-        kind = match.lastgroup or ""
-        tokens.append((kind, match.group(kind)))
-        position = match.end()
-    return tokens
-
-
 def _field(field: str, flag: str) -> str:
     if not _FIELD.fullmatch(field):
-        raise InvalidArgument(
-            f"{flag}: unknown field {field!r}; expected metrics.<key>, params.<key>, "
-            "tags.<key>, status, experiment or name"
-        )
+        raise InvalidArgument(f"{flag}: unknown field {field!r}; expected {_FIELDS_EXPECTED}")
     return field
+
+
+_FIELDS_EXPECTED = "metrics.<key>, params.<key>, tags.<key>, status, experiment or name"
+
+
+def _clause(field: str, op: str, value: str) -> Clause:
+    clause = Clause(field, op, value, _number(value))
+    clause.test()  # rejects a metric compared with text now, not per run
+    return clause
 
 
 def parse_where(text: str) -> RunFilter | None:
     """The parsed filter, or None for an empty expression; InvalidArgument naming the problem."""
-    if not text.strip():
-        return None
-    if len(text) > MAX_EXPRESSION:
-        raise InvalidArgument(f"where: expected at most {MAX_EXPRESSION} characters")
-    tokens = _tokens(text)
-    alternatives: list[tuple[Clause, ...]] = []
-    conj: list[Clause] = []
-    i = 0
-    while True:
-        if i + 3 > len(tokens):
-            raise InvalidArgument(
-                f"where: incomplete clause at the end of {text!r:.80}; expected FIELD OP VALUE"
-            )
-        (fkind, field), (okind, op), (vkind, raw) = tokens[i : i + 3]
-        if fkind != "word":
-            raise InvalidArgument(f"where: expected a field, got {field!r}; {_EXAMPLE}")
-        _field(field, "where")
-        if okind != "op":
-            raise InvalidArgument(f"where: expected an operator after {field!r}, got {op!r}")
-        if vkind not in ("word", "quoted"):
-            raise InvalidArgument(f"where: expected a value after {field}{op}, got {raw!r}")
-        value = raw[1:-1] if vkind == "quoted" else raw
-        clause = Clause(field, op, value, _number(value))
-        clause.test()  # rejects a metric compared with text now, not per run
-        conj.append(clause)
-        if sum(len(c) for c in alternatives) + len(conj) > MAX_CLAUSES:
-            raise InvalidArgument(f"where: expected at most {MAX_CLAUSES} clauses")
-        i += 3
-        if i == len(tokens):
-            break
-        kind, word = tokens[i]
-        if kind != "word" or word.lower() not in ("and", "or"):
-            raise InvalidArgument(f"where: expected 'and' or 'or' after a clause, got {word!r}")
-        if word.lower() == "or":
-            alternatives.append(tuple(conj))
-            conj = []
-        i += 1
-    alternatives.append(tuple(conj))
-    return RunFilter(tuple(alternatives))
+    alternatives = parse_expression(
+        text, fields=_FIELD, fields_expected=_FIELDS_EXPECTED, example=_EXAMPLE, clause=_clause
+    )
+    return None if alternatives is None else RunFilter(alternatives)
 
 
 @dataclass(frozen=True)

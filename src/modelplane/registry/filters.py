@@ -12,43 +12,22 @@ Grammar (``and`` binds tighter than ``or``; no parentheses)::
 ``metrics.*`` and ``version`` compare as numbers; ``params.*``, ``tags.*`` and
 ``status`` as text (only ``=``/``!=``, or ordering by text when asked). A
 clause on a key a version lacks is false. Example:
-``metrics.auc>0.9 and tags.team=risk``.
+``metrics.auc>0.9 and tags.team=risk``. The syntax is shared with run search
+(``domain/filter_syntax.py``); the fields and comparisons are these.
 """
 
 from __future__ import annotations
 
 import math
-import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from modelplane.domain.errors import InvalidArgument
+from modelplane.domain.filter_syntax import OPS, parse_expression
 from modelplane.domain.models import ModelVersion
 
-MAX_EXPRESSION = 1024
-MAX_CLAUSES = 32
-
-_TOKEN = re.compile(
-    r"""\s*(?:
-      (?P<op>==|!=|>=|<=|=|>|<)
-    | (?P<quoted>'[^']*'|"[^"]*")
-    | (?P<word>[A-Za-z0-9_.:@/+-]+)
-    )""",
-    re.VERBOSE,
-)
 _FIELD = re.compile(r"(metrics|params|tags)\.([A-Za-z0-9_.:/-]{1,128})|status|version")
-
-_OPS: dict[str, Callable[[Any, Any], Any]] = {
-    "=": operator.eq,
-    "==": operator.eq,
-    "!=": operator.ne,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-}
 
 
 @dataclass(frozen=True)
@@ -61,12 +40,12 @@ class Clause:
         actual = _lookup(version, self.field)
         if actual is None:
             return False
-        compare = _OPS[self.op]
+        compare = OPS[self.op]
         return bool(compare(actual, self.value))
 
     def compiled(self) -> Callable[[ModelVersion], bool]:
         """The same test as ``matches`` without re-dispatching on the field per call."""
-        compare, value = _OPS[self.op], self.value
+        compare, value = OPS[self.op], self.value
         group, _, key = self.field.partition(".")
         if group == "metrics":
             def metric(v: ModelVersion) -> bool:
@@ -113,66 +92,16 @@ def _lookup(version: ModelVersion, field: str) -> str | float | None:
     return version.lineage.tags.get(key)
 
 
-def _tokens(text: str) -> list[tuple[str, str]]:
-    tokens: list[tuple[str, str]] = []
-    position = 0
-    text = text.rstrip()
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if match is None or match.end() == position:
-            raise InvalidArgument(
-                f"where: unexpected character {text[position:].lstrip()[:1]!r} at "
-                f"position {position}; expected e.g. metrics.auc>0.9 and tags.team=risk"
-            )
-        kind = match.lastgroup or ""
-        tokens.append((kind, match.group(kind)))
-        position = match.end()
-    return tokens
-
-
 def parse_filter(text: str) -> Filter | None:
     """The parsed filter, or None for an empty expression; InvalidArgument naming the problem."""
-    if not text.strip():
-        return None
-    if len(text) > MAX_EXPRESSION:
-        raise InvalidArgument(f"where: expected at most {MAX_EXPRESSION} characters")
-    tokens = _tokens(text)
-    alternatives: list[tuple[Clause, ...]] = []
-    conj: list[Clause] = []
-    count = 0
-    i = 0
-    while True:
-        if i + 3 > len(tokens):
-            raise InvalidArgument(
-                f"where: incomplete clause at the end of {text!r:.80}; expected FIELD OP VALUE"
-            )
-        (fkind, field), (okind, op), (vkind, raw) = tokens[i : i + 3]
-        if fkind != "word" or not _FIELD.fullmatch(field):
-            raise InvalidArgument(
-                f"where: unknown field {field!r}; expected metrics.<key>, params.<key>, "
-                "tags.<key>, status or version"
-            )
-        if okind != "op":
-            raise InvalidArgument(f"where: expected an operator after {field!r}, got {op!r}")
-        if vkind not in ("word", "quoted"):
-            raise InvalidArgument(f"where: expected a value after {field}{op}, got {raw!r}")
-        value = raw[1:-1] if vkind == "quoted" else raw
-        conj.append(Clause(field, op, _typed(field, op, value)))
-        count += 1
-        if count > MAX_CLAUSES:
-            raise InvalidArgument(f"where: expected at most {MAX_CLAUSES} clauses")
-        i += 3
-        if i == len(tokens):
-            break
-        kind, word = tokens[i]
-        if kind != "word" or word.lower() not in ("and", "or"):
-            raise InvalidArgument(f"where: expected 'and' or 'or' after a clause, got {word!r}")
-        if word.lower() == "or":
-            alternatives.append(tuple(conj))
-            conj = []
-        i += 1
-    alternatives.append(tuple(conj))
-    return Filter(tuple(alternatives))
+    alternatives = parse_expression(
+        text,
+        fields=_FIELD,
+        fields_expected="metrics.<key>, params.<key>, tags.<key>, status or version",
+        example="e.g. metrics.auc>0.9 and tags.team=risk",
+        clause=lambda field, op, value: Clause(field, op, _typed(field, op, value)),
+    )
+    return None if alternatives is None else Filter(alternatives)
 
 
 def _typed(field: str, op: str, value: str) -> str | float:
