@@ -50,11 +50,11 @@ from loadtests.plane import run_plane
 from loadtests.predict_vs_bare import _environment, _wait_answer
 from loadtests.procs import ServerProcess
 from loadtests.ratesearch import max_rate, open_loop
+from loadtests.report_file import write_report
 from loadtests.sysproc import CpuMeter, machine, matching, process_tree, rss_bytes
 from loadtests.tensors import predict_request
 from loadtests.up import UpProcess
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PLOTS_DIR = Path(__file__).resolve().parent / "plots"
 ENDPOINT = "bench"
 FLOOR = "floor"
@@ -410,12 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     report = run(opts)
     report["elapsed_s"] = round(time.monotonic() - began, 1)
-    out = args.out
-    if out is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = RESULTS_DIR / f"bench-{'smoke-' if args.smoke else ''}{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    out = write_report(report, "bench-smoke" if args.smoke else "bench", args.out)
     print(f"\nwrote {out}")
     if not args.no_plots:
         from loadtests.plots import write_plots

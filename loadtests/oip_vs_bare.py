@@ -15,7 +15,6 @@ modelplane's ModelInfer throughput >= 0.8x the bare server's, measured side by s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -43,11 +42,11 @@ from loadtests.predict_vs_bare import (
     ratios,
 )
 from loadtests.procs import ServerProcess
+from loadtests.report_file import write_report
 from loadtests.tensors import predict_request
 from modelplane.codec.oip import decode_outputs, encode_input
 from modelplane.oip import grpc_service_pb2 as pb
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 BASELINE = "bare-oip"
 SYSTEM = "modelplane-oip"
@@ -244,13 +243,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     report = run(args)
-    out = args.out
-    if out is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        kind = "smoke" if args.smoke else args.model
-        out = RESULTS_DIR / f"oip_vs_bare-{kind}-{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    kind = "smoke" if args.smoke else args.model
+    out = write_report(report, f"oip_vs_bare-{kind}", args.out)
     print(f"\nwrote {out}")
     errors = sum(s["errors"] for s in report["summary"].values())
     return 1 if errors else 0

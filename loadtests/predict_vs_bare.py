@@ -15,7 +15,6 @@ Writes the full results (histograms included) to ``loadtests/results/``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -37,10 +36,10 @@ if not __package__:
 from loadtests.loadgen import LoadSpec, Target, run_load
 from loadtests.models import MODELS, write_model
 from loadtests.procs import ServerProcess
+from loadtests.report_file import write_report
 from loadtests.tensors import predict_request, to_array
 from modelplane.v1 import inference_pb2, inference_pb2_grpc
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ENDPOINT = "bench"
 BASELINE = "bare"
 
@@ -279,13 +278,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     report = run(args)
-    out = args.out
-    if out is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        kind = "smoke" if args.smoke else args.model
-        out = RESULTS_DIR / f"predict_vs_bare-{kind}-{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    kind = "smoke" if args.smoke else args.model
+    out = write_report(report, f"predict_vs_bare-{kind}", args.out)
     print(f"\nwrote {out}")
     errors = sum(s["errors"] for s in report["summary"].values())
     return 1 if errors else 0

@@ -11,7 +11,6 @@ same sandbox the control plane uses), so the ratio isolates the transfer path.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import sys
@@ -24,8 +23,7 @@ if not __package__:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtests.models import large_model
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from loadtests.report_file import write_report
 
 
 def model_of_megabytes(megabytes: int) -> bytes:
@@ -115,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         f"validation {result['validation_s']:.3f} s, register {result['register_s']:.3f} s; "
         f"(register - validation) / copy = {result['register_minus_validation_over_copy']:.2f}"
     )
-    RESULTS_DIR.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (RESULTS_DIR / f"register-{stamp}.json").write_text(json.dumps(result, indent=2))
+    write_report(result, "register")
     return 0
 
 

@@ -39,6 +39,7 @@ from typing import Any
 if not __package__:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from loadtests.report_file import write_report
 from modelplane.client import ModelplaneClient
 from modelplane.config import Settings
 from modelplane.control.server import ControlPlane
@@ -49,7 +50,6 @@ from modelplane.registry.redis_store import RedisRegistryStore
 from modelplane.routing.table import RouteTable
 from modelplane.routing.watcher import SnapshotWatcher
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PREFIX = "sim"
 SIG = Signature(
     inputs=(TensorSpec("x", DataType.FLOAT32, (-1, 16)),),
@@ -311,9 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             redis.url, store, args.subscribers, args.processes, args.changes
         )
         print(json.dumps(result["fan_out"], indent=1), flush=True)
-    RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / f"scale_sim-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2))
+    out = write_report(result, "scale_sim")
     print(f"written {out}")
     return 0
 

@@ -25,10 +25,9 @@ from typing import Any
 from loadtests.loadgen import LoadSpec, Target, run_load
 from loadtests.models import MODELS, write_model
 from loadtests.plane import wait_served
+from loadtests.report_file import write_report
 from loadtests.sysproc import CpuMeter, matching
 from loadtests.tensors import predict_request
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 # Serve's replica-side periodic work and the environment variable that paces it.
 VARIANTS: dict[str, dict[str, str]] = {
@@ -143,9 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--variants: 'default' first, then any of {sorted(VARIANTS)}")
     report = run(args.seconds, args.rounds, variants)
     print(json.dumps(report["summary"], indent=2))
-    RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / f"serve_knobs-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(report, indent=2))
+    out = write_report(report, "serve_knobs")
     print(f"wrote {out}")
     return 0
 

@@ -21,7 +21,6 @@ import statistics
 import sys
 import tempfile
 import threading
-import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -34,9 +33,9 @@ import psutil
 
 from loadtests.loadgen import LoadSpec, Target, run_load
 from loadtests.procs import ServerProcess
+from loadtests.report_file import write_report
 
 ENDPOINT = "bench"
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -206,9 +205,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     result = bench(args)
     print(json.dumps(result, indent=2))
-    RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / f"telemetry_overhead_{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2))
+    out = write_report(result, "telemetry_overhead")
     print(f"written to {out}")
 
 
