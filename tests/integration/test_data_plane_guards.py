@@ -146,4 +146,4 @@ def test_the_limits_hold_for_the_open_inference_protocol_too(plane: ServingPlane
     assert answers[0].error_message == rows
     assert answers[1].error_message == ""
     assert answers[1].infer_response.id == "r1"
-    assert list(answers[1].infer_response.outputs[0].shape)[0] == 2
+    assert answers[1].infer_response.outputs[0].shape[0] == 2

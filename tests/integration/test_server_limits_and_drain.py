@@ -1,4 +1,4 @@
-"""The replicas' gRPC server (GrpcServerThread, as installed by a replica) bounds
+"""The replicas' gRPC server (AioGrpcServer, as installed by a replica) bounds
 concurrency and run time, and drains in-flight calls on stop; the control plane
 drains too."""
 
@@ -17,7 +17,7 @@ from grpc import aio
 
 from modelplane.config import Settings
 from modelplane.control.server import ControlPlane
-from modelplane.serving.grpc_server import GrpcServerThread
+from modelplane.serving.grpc_server import AioGrpcServer
 from modelplane.serving.security import data_plane_security
 from modelplane.v1 import registry_pb2, registry_pb2_grpc
 
@@ -39,9 +39,9 @@ def _register(server: aio.Server) -> None:
     )
 
 
-def _server(**overrides: object) -> GrpcServerThread:
+def _server(**overrides: object) -> AioGrpcServer:
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    server = GrpcServerThread(
+    server = AioGrpcServer(
         "127.0.0.1:0", [_register], [], reuse_port=False,
         **data_plane_security(settings).kwargs(),
     )
@@ -55,14 +55,14 @@ def _sleeper(port: int) -> grpc.UnaryUnaryMultiCallable:  # type: ignore[type-ar
 
 
 @pytest.fixture()
-def limited() -> Iterator[GrpcServerThread]:
+def limited() -> Iterator[AioGrpcServer]:
     server = _server(max_concurrent_rpcs=2, default_deadline_s=0.3, max_deadline_s=0.6)
     yield server
     server.stop(0.1)
 
 
 def test_past_the_concurrency_limit_calls_get_resource_exhausted(
-    limited: GrpcServerThread,
+    limited: AioGrpcServer,
 ) -> None:
     call = _sleeper(limited.port)
     with futures.ThreadPoolExecutor(6) as pool:
@@ -79,7 +79,7 @@ def test_past_the_concurrency_limit_calls_get_resource_exhausted(
     assert outcomes.count("ok") >= 2 and outcomes.count("exhausted") >= 1, outcomes
 
 
-def test_a_call_without_deadline_gets_the_servers_default(limited: GrpcServerThread) -> None:
+def test_a_call_without_deadline_gets_the_servers_default(limited: AioGrpcServer) -> None:
     began = time.monotonic()
     with pytest.raises(grpc.RpcError) as caught:
         _sleeper(limited.port)(b"5000")
@@ -91,7 +91,7 @@ def test_a_call_without_deadline_gets_the_servers_default(limited: GrpcServerThr
     assert time.monotonic() - began < 3
 
 
-def test_a_longer_deadline_than_the_maximum_is_cut(limited: GrpcServerThread) -> None:
+def test_a_longer_deadline_than_the_maximum_is_cut(limited: AioGrpcServer) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         _sleeper(limited.port)(b"5000", timeout=60)
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED

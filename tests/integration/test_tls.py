@@ -13,7 +13,7 @@ from modelplane.client import ModelplaneClient
 from modelplane.config import Settings
 from modelplane.control.server import ControlPlane
 from modelplane.security.tls import channel_credentials
-from modelplane.serving.grpc_server import GrpcServerThread
+from modelplane.serving.grpc_server import AioGrpcServer
 from modelplane.serving.security import data_plane_security
 from tests.security_material import Pki, make_pki
 
@@ -67,8 +67,8 @@ def test_a_client_not_trusting_the_ca_is_refused(control: ControlPlane, tmp_path
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-def _data_plane(settings: Settings) -> GrpcServerThread:
-    server = GrpcServerThread(
+def _data_plane(settings: Settings) -> AioGrpcServer:
+    server = AioGrpcServer(
         "127.0.0.1:0", [], [], reuse_port=False, **data_plane_security(settings).kwargs()
     )
     server.start()

@@ -126,7 +126,7 @@ class _WrappingRegistrar:
         )
 
 
-class GrpcServerThread:
+class AioGrpcServer:
     """Starts with ``start()`` on a thread and loop of its own (returns the bound port
     once it is listening), or with ``await start_on_running_loop()`` on the caller's
     loop, stopped then with ``await stop_async()``.

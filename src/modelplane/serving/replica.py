@@ -32,7 +32,7 @@ from modelplane.registry.route_prepare import RoutePreparation
 from modelplane.registry.use_cases import Registry
 from modelplane.routing.table import RouteTable
 from modelplane.routing.watcher import SnapshotWatcher
-from modelplane.serving.grpc_server import GrpcServerThread, PreEncodedResponses
+from modelplane.serving.grpc_server import AioGrpcServer, PreEncodedResponses
 from modelplane.serving.inference_servicer import PRE_ENCODED_METHODS as PREDICT_PRE_ENCODED
 from modelplane.serving.inference_servicer import SERVICE_NAME as INFERENCE_SERVICE
 from modelplane.serving.inference_servicer import InferenceServicer, PredictTelemetry
@@ -66,7 +66,7 @@ class ReplicaRuntime:
         serve_on_running_loop: bool = False,
     ) -> None:
         """``serve_on_running_loop``: the gRPC server runs on the caller's event loop
-        (see ``GrpcServerThread``), started by a task once the constructor has
+        (see ``AioGrpcServer``), started by a task once the constructor has
         returned to that loop; heartbeats begin when it listens. Close with
         ``await aclose()`` then."""
         if not settings.redis_url:
@@ -151,7 +151,7 @@ class ReplicaRuntime:
             *security["wrappers"],
             PreEncodedResponses((*PREDICT_PRE_ENCODED, *OIP_PRE_ENCODED)),
         ]
-        self._server = GrpcServerThread(
+        self._server = AioGrpcServer(
             settings.inference_address,
             [self._register],
             [INFERENCE_SERVICE, OIP_SERVICE],

@@ -58,7 +58,7 @@ DATA_PLANE_ACCESS: Mapping[str, Access] = {
 
 @dataclass(frozen=True)
 class ServerSecurity:
-    """Keyword arguments for ``GrpcServerThread``, built from the settings."""
+    """Keyword arguments for ``AioGrpcServer``, built from the settings."""
 
     wrappers: list[HandlerWrapper] = field(default_factory=list)
     credentials: grpc.ServerCredentials | None = None
