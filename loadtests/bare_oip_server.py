@@ -21,6 +21,7 @@ import grpc
 import numpy as np
 import onnxruntime as ort
 
+from loadtests.event_loops import LOOPS, run_on
 from loadtests.ort import session
 from modelplane.oip import grpc_service_pb2 as pb
 
@@ -107,8 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--max-seconds", type=float, default=3600.0)
+    parser.add_argument("--loop", choices=LOOPS, default="asyncio", help="the event loop")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.model, args.host, args.port, args.max_seconds))
+    run_on(args.loop, serve(args.model, args.host, args.port, args.max_seconds))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
+from loadtests.event_loops import LOOPS, run_on
 from loadtests.ort import session
 from loadtests.tensors import TensorError, to_array, to_tensor
 from modelplane.v1 import inference_pb2, inference_pb2_grpc
@@ -100,8 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--name", default="bare", help="model name reported in responses")
     parser.add_argument("--max-seconds", type=float, default=3600.0)
+    parser.add_argument("--loop", choices=LOOPS, default="asyncio", help="the event loop")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.model, args.host, args.port, args.name, args.max_seconds))
+    run_on(args.loop, serve(args.model, args.host, args.port, args.name, args.max_seconds))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ from modelplane.oip import grpc_service_pb2 as pb
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 BASELINE = "bare-oip"
 SYSTEM = "modelplane-oip"
+UVLOOP_REFERENCE = "bare-oip-uvloop"
 TARGET_RATIO = 0.8
 
 
@@ -141,6 +142,18 @@ def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> dict[st
             ServerProcess("loadtests.bare_oip_server", ["--model", str(model_path)])
         )
         targets[BASELINE] = Target(bare.address, oip_payload, method=MODEL_INFER)
+        if not args.skip_uvloop_reference:
+            # The replica runs on uvloop (Ray's loop for async actors): the same
+            # bare server on it shows what the loop alone is worth.
+            say("starting bare-oip on uvloop")
+            bare_uvloop = stack.enter_context(
+                ServerProcess(
+                    "loadtests.bare_oip_server", ["--model", str(model_path), "--loop", "uvloop"]
+                )
+            )
+            targets[UVLOOP_REFERENCE] = Target(
+                bare_uvloop.address, oip_payload, method=MODEL_INFER
+            )
         began = time.monotonic()
         if args.replica_process:
             say("starting modelplane (embedded Redis, registry, one replica process, no Ray)")
@@ -183,6 +196,8 @@ def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> dict[st
         for name in names
         if name != BASELINE
     }
+    if UVLOOP_REFERENCE in summary:
+        ratio_rows[f"{SYSTEM} / {UVLOOP_REFERENCE}"] = ratios(summary, SYSTEM, UVLOOP_REFERENCE)
     throughput_ratio = ratio_rows[f"{SYSTEM} / {BASELINE}"]["throughput_rps"]
     environment["loadavg_after"] = os.getloadavg()
     report = {
@@ -222,6 +237,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=1, help="rows per request")
     parser.add_argument(
         "--skip-predict", action="store_true", help="do not measure modelplane's own Predict"
+    )
+    parser.add_argument(
+        "--skip-uvloop-reference",
+        action="store_true",
+        help="do not also measure the bare server on uvloop (the replicas' loop under Ray)",
     )
     parser.add_argument(
         "--replica-process",

@@ -123,7 +123,16 @@ class DataPlane:
             if self._telemetry is not None:
                 self._telemetry.shutdown()
             raise
-        _log.info("replica %s serving on %s", replica_id, self._runtime.address)
+        # Which event loop serves (Ray's async actors run on uvloop when it is
+        # installed): it shows in the throughput, so the log says.
+        loop = type(asyncio.get_running_loop())
+        _log.info(
+            "replica %s serving on %s (event loop %s.%s)",
+            replica_id,
+            self._runtime.address,
+            loop.__module__,
+            loop.__qualname__,
+        )
 
     def check_health(self) -> None:
         """Serve's health probe: raises when the gRPC server thread is gone."""
