@@ -29,6 +29,7 @@ from modelplane.domain.experiments import Run
 from modelplane.domain.filter_syntax import OPS, parse_expression
 
 _FIELD = re.compile(r"(metrics|params|tags)\.([A-Za-z0-9_.:/-]{1,128})|status|experiment|name")
+_FIELDS_EXPECTED = "metrics.<key>, params.<key>, tags.<key>, status, experiment or name"
 _EXAMPLE = "e.g. metrics.auc>0.9 and params.lr<0.01"
 
 
@@ -117,9 +118,6 @@ def _field(field: str, flag: str) -> str:
     if not _FIELD.fullmatch(field):
         raise InvalidArgument(f"{flag}: unknown field {field!r}; expected {_FIELDS_EXPECTED}")
     return field
-
-
-_FIELDS_EXPECTED = "metrics.<key>, params.<key>, tags.<key>, status, experiment or name"
 
 
 def _clause(field: str, op: str, value: str) -> Clause:
