@@ -42,6 +42,7 @@ from modelplane.v1 import inference_pb2, inference_pb2_grpc
 
 ENDPOINT = "bench"
 BASELINE = "bare"
+UVLOOP_REFERENCE = "bare-uvloop"
 
 
 def _start_modelplane(stack: ExitStack, workdir: Path, model_path: Path, name: str) -> str:
@@ -175,6 +176,16 @@ def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> dict[st
             ServerProcess("loadtests.bare_server", ["--model", str(model_path)])
         )
         addresses[BASELINE] = bare.address
+        if not args.skip_uvloop_reference:
+            # The replica runs on uvloop (Ray's loop for async actors): the same
+            # bare server on it shows what the loop alone is worth.
+            say(f"starting {UVLOOP_REFERENCE}")
+            bare_uvloop = stack.enter_context(
+                ServerProcess(
+                    "loadtests.bare_server", ["--model", str(model_path), "--loop", "uvloop"]
+                )
+            )
+            addresses[UVLOOP_REFERENCE] = bare_uvloop.address
         if not args.skip_modelplane:
             say("starting modelplane (LocalStack: Redis, control plane, Ray, data plane)")
             began = time.monotonic()
@@ -221,6 +232,10 @@ def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> dict[st
     for name in names:
         if name != BASELINE:
             ratio_rows[f"{name} / {BASELINE}"] = ratios(summary, name, BASELINE)
+    if "modelplane" in summary and UVLOOP_REFERENCE in summary:
+        ratio_rows[f"modelplane / {UVLOOP_REFERENCE}"] = ratios(
+            summary, "modelplane", UVLOOP_REFERENCE
+        )
     if "modelplane" in summary and "serve-proxy" in summary:
         ratio_rows["modelplane / serve-proxy"] = ratios(summary, "modelplane", "serve-proxy")
     environment["loadavg_after"] = os.getloadavg()
@@ -260,6 +275,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--skip-modelplane", action="store_true", help="compare the reference servers only"
+    )
+    parser.add_argument(
+        "--skip-uvloop-reference",
+        action="store_true",
+        help="do not also measure the bare server on uvloop (the replicas' loop under Ray)",
     )
     parser.add_argument(
         "--smoke",
