@@ -41,7 +41,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
-from modelplane.codec.wire import LEN, tag, varint
+from modelplane.codec.wire import LEN, field, tag, text
 from modelplane.v1 import experiments_pb2, experiments_pb2_grpc
 
 _log = logging.getLogger(__name__)
@@ -251,26 +251,29 @@ def _varints(numbers: npt.NDArray[np.int64]) -> bytes:
     return out.tobytes()
 
 
-def _field(field_number: int, payload: bytes) -> bytes:
-    if not payload:
-        return b""  # proto3 leaves out an empty string or repeated field
-    return b"".join((tag(field_number, LEN), varint(len(payload)), payload))
+def _nonempty(field_tag: bytes, payload: bytes) -> bytes:
+    # proto3 leaves out an empty repeated field
+    return field(field_tag, payload) if payload else b""
 
 
 _LITTLE_ENDIAN_F8 = np.dtype("<f8")
+# LogBatchRequest: run_id 1, metrics 4; MetricSeries: key 1, steps 2, values 3, timestamps_ms 4.
+_RUN_ID, _METRICS = tag(1, LEN), tag(4, LEN)
+_KEY, _STEPS, _VALUES, _STAMPS = (tag(number, LEN) for number in (1, 2, 3, 4))
 
 
 def _metric_series(
     key: str, steps: array[int], values: array[float], stamps_ns: array[int]
 ) -> bytes:
-    """A MetricSeries message (key 1, steps 2, values 3, timestamps_ms 4)."""
+    """A MetricSeries message."""
     stamps_ms = np.frombuffer(stamps_ns, dtype=np.int64) // 1_000_000
+    as_f8 = np.frombuffer(values, dtype=np.float64).astype(_LITTLE_ENDIAN_F8)
     return b"".join(
         (
-            _field(1, key.encode()),
-            _field(2, _varints(np.frombuffer(steps, dtype=np.int64))),
-            _field(3, np.frombuffer(values, dtype=np.float64).astype(_LITTLE_ENDIAN_F8).tobytes()),
-            _field(4, _varints(stamps_ms)),
+            text(_KEY, key),
+            _nonempty(_STEPS, _varints(np.frombuffer(steps, dtype=np.int64))),
+            _nonempty(_VALUES, as_f8.tobytes()),
+            _nonempty(_STAMPS, _varints(stamps_ms)),
         )
     )
 
@@ -279,7 +282,7 @@ def _requests(
     run_id: str, taken: list[tuple[str, _Points]], per_call: int
 ) -> Iterator[tuple[bytes, int]]:
     """(serialized LogBatchRequest, points in it): calls of at most ``per_call`` points."""
-    head = _field(1, run_id.encode())
+    head = text(_RUN_ID, run_id)
     series: list[bytes] = [head]
     points = 0
     for key, (steps, values, stamps_ns) in taken:
@@ -287,7 +290,7 @@ def _requests(
         while start < len(steps):
             end = min(start + per_call - points, len(steps))
             message = _metric_series(key, steps[start:end], values[start:end], stamps_ns[start:end])
-            series.append(b"".join((tag(4, LEN), varint(len(message)), message)))
+            series.append(field(_METRICS, message))
             points += end - start
             start = end
             if points >= per_call:
