@@ -137,7 +137,9 @@ def loop(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Loop]:
         control.stop(0)
 
 
-def _start(loop: Loop, version: int, max_p99_ratio: float) -> rollout_pb2.Rollout:
+def _start(
+    loop: Loop, version: int, max_p99_ratio: float, min_requests: int = 20
+) -> rollout_pb2.Rollout:
     return loop.rollouts.StartRollout(
         rollout_pb2.StartRolloutRequest(
             endpoint="fraud",
@@ -145,7 +147,7 @@ def _start(loop: Loop, version: int, max_p99_ratio: float) -> rollout_pb2.Rollou
             steps=[10, 50, 100],
             interval_seconds=1.0,
             gates=rollout_pb2.RolloutGates(
-                max_p99_ratio=max_p99_ratio, max_error_rate=0.01, min_requests=20
+                max_p99_ratio=max_p99_ratio, max_error_rate=0.01, min_requests=min_requests
             ),
         ),
         timeout=10,
@@ -185,11 +187,13 @@ def test_slow_version_is_rolled_back_and_good_one_promoted_by_themselves(loop: L
     assert [(t.version, t.weight) for t in route.targets] == [(1, 100)]
     assert [e.action for e in slow.history] == ["started", "rolled_back"]
 
-    # Same model as the stable one, so p99 matches: the gates hold at every step. The
-    # canary's p99 rests on a few dozen requests, so the gate leaves room for the odd
-    # scheduling hiccup on a 2-core machine; the slow version above is far beyond it.
+    # Same model as the stable one, so p99 matches: the gates hold at every step. Below
+    # 100 requests a p99 is the slowest request, so one scheduling hiccup on a 2-core
+    # machine would decide the gate; 200 requests per step let the p99 set aside the
+    # two slowest, and the ratio leaves room for the odd slow one beyond that. The slow
+    # version above is judged on 20 requests: it is slow on every one of them.
     time.sleep(1.0)  # let the slow canary's last requests leave the window
-    good = _start(loop, version=3, max_p99_ratio=6.0)
+    good = _start(loop, version=3, max_p99_ratio=6.0, min_requests=200)
     assert good.canary_weight == 10
     done = _wait_done(loop)
     assert done.state == "promoted", done.reason
