@@ -4,11 +4,16 @@ Two replica processes that differ only in ``MODELPLANE_BATCH_MAX_SIZE`` (default
 vs 1), loaded in alternating order with the closed-loop load generator: at 64
 requests in flight (throughput) and at 1 in flight (latency of a lone request).
 
+Then the lone-request comparison again, paired inside one replica
+(``loadtests.paired_lone``): the two replica processes above differ in more than
+batching, and on a shared machine that moves a lone request's p50 by more than
+the question asks about.
+
 ``--runner-only`` measures the batcher itself instead, in this process without
 gRPC (coroutines calling ``VersionRunner.run``): what batching gains on the
 model, apart from what the transport costs per request.
 
-    python -m loadtests.batch_bench --seconds 5 --rounds 2
+    python -m loadtests.batch_bench --seconds 5 --rounds 2 --pairs 3000
     python -m loadtests.batch_bench --runner-only --seconds 3
 """
 
@@ -24,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from loadtests.paired_lone import paired_lone_latency
 from loadtests.plane import batching, plane
 
 
@@ -91,6 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--runner-only", action="store_true")
+    parser.add_argument(
+        "--pairs", type=int, default=3000,
+        help="lone requests per endpoint in the paired comparison (0: skip it)",
+    )
     args = parser.parse_args(argv)
     results: dict[str, Any] = {}
     if args.runner_only:
@@ -102,6 +112,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"heavy MLP at {in_flight} in flight: batched vs unbatched")
             results[f"in_flight_{in_flight}"] = batching(
                 p, Path(tmp) / f"w{in_flight}", args.seconds, args.rounds, in_flight, print
+            )
+        if args.pairs > 0:
+            print(f"one request in flight, paired in one replica ({args.pairs} pairs)")
+            results["lone_paired"] = paired_lone_latency(
+                p, Path(tmp) / "paired", args.pairs, args.seconds, print
             )
     text = json.dumps(results, indent=2)
     if args.out:

@@ -16,7 +16,8 @@ from loadtests.bench import Options, parse_args
 from loadtests.bench import run as run_bench
 from loadtests.loadgen import LoadSpec, Target, run_load
 from loadtests.models import MODELS, write_model
-from loadtests.plane import run_plane
+from loadtests.paired_lone import paired_lone_latency
+from loadtests.plane import plane, run_plane
 from loadtests.plots import write_plots
 from loadtests.procs import ServerProcess
 from loadtests.tensors import predict_request, to_array
@@ -180,3 +181,22 @@ def test_plane_figures_are_measured_on_real_processes(tmp_path: Path) -> None:
     assert route["replicas"] == 2 and len(route["samples_ms"]) == 3
     assert 0 <= route["p50_ms"] <= route["p99_ms"] <= route["max_ms"] < 30_000
     assert "batching" not in results
+
+
+def test_lone_request_is_compared_paired_inside_one_replica(tmp_path: Path) -> None:
+    with plane(tmp_path) as p:
+        results = paired_lone_latency(p, tmp_path / "paired", pairs=40, burst_s=1.0,
+                                      say=lambda _: None)
+    assert results["pairs"] == 40
+    for endpoint in ("mlp-batched", "mlp-unbatched"):
+        burst = results["burst_64_in_flight"][endpoint]
+        assert burst["errors"] == 0 and burst["throughput_rps"] > 0
+    for side in ("batched", "unbatched"):
+        assert 0 < results[side]["p50_ms"] <= results[side]["p99_ms"]
+    ratio = results["p50_batched_over_unbatched"]
+    assert ratio == pytest.approx(
+        results["batched"]["p50_ms"] / results["unbatched"]["p50_ms"], rel=1e-3
+    )
+    low, high = results["ci95"]
+    assert low <= ratio <= high
+    assert 0 <= results["pairs_batched_faster"] <= 1
