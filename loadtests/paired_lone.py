@@ -30,6 +30,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from loadtests.bootstrap import interval95
 from loadtests.loadgen import LoadSpec, Target, run_load
 from loadtests.models import MODELS, write_model
 from loadtests.plane import Plane, Say, wait_served
@@ -37,7 +38,6 @@ from loadtests.tensors import predict_request
 from modelplane.v1 import inference_pb2, inference_pb2_grpc, routing_pb2
 
 ENDPOINTS = {"mlp-batched": 64, "mlp-unbatched": 1}
-BOOTSTRAP_SAMPLES = 2000
 
 
 def paired_lone_latency(
@@ -116,16 +116,16 @@ def _alternate(
 def _compare(latencies: dict[str, np.ndarray]) -> dict[str, Any]:
     batched, unbatched = latencies["mlp-batched"], latencies["mlp-unbatched"]
     ratio = float(np.median(batched) / np.median(unbatched))
-    rng = np.random.default_rng(0)
-    picks = rng.integers(0, len(batched), size=(BOOTSTRAP_SAMPLES, len(batched)))
-    ratios = np.median(batched[picks], axis=1) / np.median(unbatched[picks], axis=1)
-    low, high = np.percentile(ratios, [2.5, 97.5])
+    low, high = interval95(
+        len(batched),
+        lambda picks: np.median(batched[picks], axis=1) / np.median(unbatched[picks], axis=1),
+    )
     wins = float(np.mean(batched < unbatched))
     return {
         "batched": _summary(batched),
         "unbatched": _summary(unbatched),
         "p50_batched_over_unbatched": round(ratio, 4),
-        "ci95": [round(float(low), 4), round(float(high), 4)],
+        "ci95": [round(low, 4), round(high, 4)],
         "pairs_batched_faster": round(wins, 3),
     }
 

@@ -9,13 +9,19 @@ the loss is what is logged); ``--step matmul`` is a single matrix product of
 ``--work`` rows instead, a step far cheaper than any real training step, to show
 the worst case: the cheaper the step, the larger the relative cost.
 
-Whole loops with and without logging differ by less than the host's noise,
-so the figure that decides is built from parts measured precisely: the time
-inside ``log_metric`` timed around each call in the loop, plus the sender
-thread's CPU from its own clock (it takes the GIL from the loop while it
-encodes), over the bare step's time. It also reports the CPU the control plane
-and Redis spend per point: in production they run elsewhere, here they share
-the machine's cores with the loop.
+Whole loops with and without logging, run one after the other, differ by less
+than the host's noise (rounds move by 10-20 %). Two figures get below it:
+
+- parts measured precisely: the time inside ``log_metric`` timed around each
+  call in the loop, plus the sender thread's CPU from its own clock (it takes
+  the GIL from the loop while it encodes), over the bare step's time;
+- the loop's wall time in adjacent segments of ``--segment`` steps with and
+  without logging (``_paired_wall``), which also catches what the parts miss:
+  a step slowed because logging disturbed its caches. This is the figure that
+  decides; it comes with a bootstrap interval over the pairs.
+
+It also reports the CPU the control plane and Redis spend per point: in
+production they run elsewhere, here they share the machine's cores with the loop.
 
     python -m loadtests.tracking_overhead --points 100000 --repeats 5
     python -m loadtests.tracking_overhead --points 100000 --step matmul --work 96 --repeats 5
@@ -24,6 +30,7 @@ the machine's cores with the loop.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 
 # One BLAS thread: on a shared machine, spinning BLAS threads make both loops
@@ -37,12 +44,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import psutil
 
 import modelplane
+from loadtests.bootstrap import interval95
 from modelplane.registry.embedded_redis import EmbeddedRedis
 
 
@@ -135,6 +144,67 @@ def _in_situ(points: int, step_fn: Step, run: modelplane.ActiveRun) -> float:
     return (logging_ns - timer_ns) / points / 1e9
 
 
+@dataclass(frozen=True)
+class PairedWall:
+    pairs: int
+    ratio: float  # total time of the segments with logging / of those without
+    ci95: tuple[float, float]
+    sender_batches: int
+
+
+def _paired_wall(
+    points: int, segment: int, step_fn: Step, address: str, step_s: float
+) -> PairedWall:
+    """The loop's own wall time with and without logging, in adjacent segments.
+
+    ``points`` steps with ``log_metric`` in segments of ``segment`` steps, each
+    beside a segment of as many steps without it (order swapped every pair), so
+    both halves of a pair share the machine's moment. This catches what timing
+    the call alone cannot: a step that runs slower because logging disturbed
+    its caches, and the GIL the sender takes from the loop.
+
+    The sender sends what a run's default flush interval gathers, but woken at
+    the start of a logging segment instead of on its timer, so its work lands
+    in a segment with logging, as it would in a loop that logs on every step.
+    The figure is the total time of the segments with logging over the total
+    of those without; the interval resamples whole pairs.
+    """
+    wake_every = max(1, round(start_run_flush_interval_s() / (segment * step_s)))
+    with_logging: list[float] = []
+    without: list[float] = []
+    with modelplane.start_run(
+        experiment="bench", address=address, flush_interval_s=3600.0
+    ) as run:
+        log, wake = run.log_metric, run._wake.set
+        first = 0  # step number of the next logged point
+        for pair in range(points // segment):
+            for logging in (False, True) if pair % 2 == 0 else (True, False):
+                started = time.perf_counter()
+                if logging:
+                    if pair % wake_every == 0:
+                        wake()
+                    for step in range(first, first + segment):
+                        log("loss", step_fn(), step)
+                    first += segment
+                    with_logging.append(time.perf_counter() - started)
+                else:
+                    for _ in range(segment):
+                        step_fn()
+                    without.append(time.perf_counter() - started)
+    batches = run.batches_sent  # the last ones went out as the run ended
+    logged, bare = np.array(with_logging), np.array(without)
+    low, high = interval95(
+        len(logged), lambda picks: logged[picks].sum(axis=1) / bare[picks].sum(axis=1)
+    )
+    return PairedWall(len(logged), float(logged.sum() / bare.sum()), (low, high), batches)
+
+
+def start_run_flush_interval_s() -> float:
+    """The flush interval a run gets by default."""
+    default = inspect.signature(modelplane.start_run).parameters["flush_interval_s"].default
+    return float(default)
+
+
 def _thread_cpu(thread: threading.Thread) -> float:
     """A live thread's CPU seconds, from its own clock (ns, not scheduler ticks)."""
     assert thread.ident is not None
@@ -193,6 +263,10 @@ def main() -> int:
     parser.add_argument("--work", type=int, default=96, help="matrix size of --step matmul")
     # Rounds of (bare, tracked); medians of several rounds ride out a noisy machine.
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--segment", type=int, default=500,
+        help="steps per segment of the paired wall-time measurement (0: skip it)",
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     step_fn: Step = (
@@ -234,6 +308,14 @@ def main() -> int:
                     in_loop.append(_in_situ(args.points, step_fn, run))
                     run.flush()
                     sender_cpu.append(_thread_cpu(run._sender))
+            paired = (
+                _paired_wall(
+                    args.points, args.segment, step_fn, address,
+                    statistics.median(bare) / args.points,
+                )
+                if args.segment
+                else None
+            )
         finally:
             proc.terminate()
             proc.wait(timeout=10)
@@ -284,6 +366,13 @@ def main() -> int:
         "overhead per round    "
         + " ".join(f"{(t / b - 1) * 100:+.2f}%" for t, b in zip(tracked, bare, strict=True))
     )
+    if paired is not None:
+        low, high = paired.ci95
+        print(
+            f"paired wall time      {(paired.ratio - 1) * 100:+.2f} % (95 % interval "
+            f"{(low - 1) * 100:+.2f} to {(high - 1) * 100:+.2f} %) over {paired.pairs} pairs of "
+            f"{args.segment} steps with and without logging; {paired.sender_batches} batches sent"
+        )
     return 0
 
 

@@ -227,28 +227,30 @@ _LOG_BATCH = experiments_pb2.DESCRIPTOR.services_by_name["ExperimentService"].me
     "LogBatch"
 ]
 _LOG_BATCH_PATH = f"/{_LOG_BATCH.containing_service.full_name}/{_LOG_BATCH.name}"
-_SEVEN_BITS = np.uint64(7)
-_VARINT_THRESHOLDS = [np.uint64(1 << shift) for shift in range(7, 64, 7)]
+# A value needs one more byte for every one of these it reaches; at most ten bytes.
+_VARINT_THRESHOLDS = np.array([1 << shift for shift in range(7, 64, 7)], dtype=np.uint64)
+_VARINT_SHIFTS = np.arange(0, 70, 7, dtype=np.uint64)
 
 
 def _varints(numbers: npt.NDArray[np.int64]) -> bytes:
-    """int64s as packed protobuf varints (a negative one takes ten bytes)."""
+    """int64s as packed protobuf varints (a negative one takes ten bytes).
+
+    Whole columns at once: a table of every value's 7-bit groups, one row per
+    group position (so each numpy pass runs along a contiguous row), the
+    continuation bit on all but each value's last group, then read value by
+    value, keeping the groups each one needs.
+    """
     if not len(numbers):
         return b""
-    remaining = numbers.view(np.uint64).copy()
-    lengths = np.ones(len(numbers), dtype=np.int64)
-    for threshold in _VARINT_THRESHOLDS:
-        lengths += remaining >= threshold
-    ends = np.cumsum(lengths)
-    starts = ends - lengths
-    out = np.empty(int(ends[-1]), dtype=np.uint8)
-    for index in range(int(lengths.max())):
-        live = lengths > index
-        low7 = (remaining[live] & np.uint64(0x7F)).astype(np.uint8)
-        low7[lengths[live] > index + 1] |= 0x80
-        out[starts[live] + index] = low7
-        remaining >>= _SEVEN_BITS
-    return out.tobytes()
+    values = numbers.view(np.uint64)
+    lengths = np.searchsorted(_VARINT_THRESHOLDS, values, side="right") + 1
+    width = int(lengths.max())
+    groups = ((values >> _VARINT_SHIFTS[:width, None]) & np.uint64(0x7F)).astype(np.uint8)
+    position = np.arange(width)[:, None]
+    groups |= (position < lengths - 1).view(np.uint8) << 7
+    if int(lengths.min()) == width:  # all as long (timestamps): no value to trim
+        return groups.T.tobytes()
+    return groups.T[(position < lengths).T].tobytes()
 
 
 def _nonempty(field_tag: bytes, payload: bytes) -> bytes:
@@ -518,7 +520,7 @@ def start_run(
     dataset_uri: str = "",
     dataset_hash: str = "",
     address: str | None = None,
-    flush_interval_s: float = 0.5,
+    flush_interval_s: float = 1.0,
     actor: str | None = None,
 ) -> ActiveRun:
     """Starts a run in ``experiment`` (created on first use).

@@ -25,7 +25,10 @@ def test_the_sgd_step_trains() -> None:
 
 def test_the_benchmark_reports_sane_figures() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "loadtests.tracking_overhead", "--points", "3000", "--repeats", "1"],
+        [
+            sys.executable, "-m", "loadtests.tracking_overhead", "--points", "3000",
+            "--repeats", "1", "--segment", "300",
+        ],
         capture_output=True,
         text=True,
         timeout=180,
@@ -39,3 +42,13 @@ def test_the_benchmark_reports_sane_figures() -> None:
     assert 0 < in_loop < 200
     assert 0 < sender < 500
     assert step > 20
+    paired = re.search(
+        r"paired wall time\s+([-+][\d.]+) % \(95 % interval ([-+][\d.]+) to ([-+][\d.]+) %\) "
+        r"over (\d+) pairs of 300 steps.*; (\d+) batches sent",
+        out,
+    )
+    assert paired is not None, out
+    overhead, low, high = (float(paired.group(i)) for i in (1, 2, 3))
+    assert low <= overhead <= high
+    assert int(paired.group(4)) == 10  # 3000 points in segments of 300
+    assert int(paired.group(5)) >= 1  # the points went out, woken by the benchmark

@@ -5,7 +5,10 @@ from __future__ import annotations
 import threading
 from array import array
 
-from modelplane.tracking import _PointBuffer, _requests
+import numpy as np
+
+from modelplane.codec.wire import LEN, field, tag
+from modelplane.tracking import _PointBuffer, _requests, _varints
 from modelplane.v1 import experiments_pb2
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -137,3 +140,16 @@ def test_a_step_that_is_not_an_int64_leaves_nothing_behind() -> None:
     buffer.add("loss", 3.0, 3, 3)
     [(_, (steps, values, stamps))] = buffer.take()
     assert (list(steps), list(values), list(stamps)) == ([1, 3], [1.0, 3.0], [1, 3])
+
+
+def test_columns_of_mixed_and_equal_widths_encode_like_protobuf() -> None:
+    rng = np.random.default_rng(5)
+    columns = [
+        rng.integers(0, 2**40, 500) >> rng.integers(0, 40, 500),  # every width up to six
+        np.full(64, 1_700_000_000_123, dtype=np.int64),  # one width, like timestamps
+        rng.integers(INT64_MIN, INT64_MAX, 200, dtype=np.int64, endpoint=True),
+    ]
+    for numbers in columns:
+        numbers = numbers.astype(np.int64)
+        expected = experiments_pb2.MetricSeries(steps=numbers.tolist()).SerializeToString()
+        assert field(tag(2, LEN), _varints(numbers)) == expected  # steps is field 2, packed
