@@ -3,7 +3,9 @@
 Systems, all on the same ONNX file, loaded by the same client (``loadgen``):
 
 - ``floor``: onnxruntime called in this process (no network, no protobuf);
-- ``bare``: a bare ``grpc.aio`` + onnxruntime server;
+- ``bare``: a bare ``grpc.aio`` + onnxruntime server, on asyncio's default loop;
+- ``bare-uvloop``: the same server on uvloop, the loop Ray gives modelplane's
+  replica (``--no-uvloop-reference`` leaves it out);
 - ``modelplane``: ``modelplane up`` as a child process, default settings (routing,
   validation, telemetry on);
 - ``serve-proxy``: the same model behind Ray Serve's stock gRPC proxy.
@@ -15,7 +17,7 @@ against the onnxruntime session's own footprint; ``modelplane up`` to first
 prediction; then, without Ray (``loadtests.plane``): control-plane idle RSS, register
 to first served, SetRoute to every replica serving, heavy MLP batched vs unbatched.
 
-    python -m loadtests.bench                  # the full run (make bench), ~15 min
+    python -m loadtests.bench                  # the full run (make bench), ~20 min
     python -m loadtests.bench --smoke          # seconds: checks the harness, not speed
 
 Writes ``results/bench-<stamp>.json`` and PNG plots into ``loadtests/plots/``. The
@@ -58,6 +60,7 @@ from loadtests.up import UpProcess
 PLOTS_DIR = Path(__file__).resolve().parent / "plots"
 ENDPOINT = "bench"
 FLOOR = "floor"
+UVLOOP_REFERENCE = "bare-uvloop"
 Say = Callable[[str], None]
 
 
@@ -90,6 +93,8 @@ class Options:
     register_rounds: int
     large: bool
     level_fractions: tuple[float, ...] = (0.25, 0.5, 0.75)
+    # The bare server once more on uvloop: the loop Ray gives modelplane's replica.
+    uvloop_reference: bool = True
 
 
 def _median(values: list[float]) -> float | None:
@@ -123,6 +128,15 @@ def _start_systems(
     bare = stack.enter_context(ServerProcess("loadtests.bare_server", ["--model", str(model_path)]))
     bare_proc = psutil.Process(bare.pid)
     systems["bare"] = System("bare", bare.address, lambda: [bare_proc], lambda: [bare_proc])
+    if opts.uvloop_reference:
+        say("starting bare on uvloop (the event loop modelplane's replica runs on)")
+        fast = stack.enter_context(
+            ServerProcess("loadtests.bare_server", ["--model", str(model_path), "--loop", "uvloop"])
+        )
+        fast_proc = psutil.Process(fast.pid)
+        systems[UVLOOP_REFERENCE] = System(
+            UVLOOP_REFERENCE, fast.address, lambda: [fast_proc], lambda: [fast_proc]
+        )
     if opts.modelplane:
         say("starting modelplane: `modelplane up` (Redis, control plane, Ray, Serve data plane)")
         up = _start_up(workdir / "modelplane", say)
@@ -336,20 +350,25 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
         return round(a / b, 3) if a is not None and b else None
 
     if "modelplane" in closed:
-        out["closed_throughput_modelplane_over_bare"] = div(
-            closed["modelplane"]["throughput_rps"], closed["bare"]["throughput_rps"]
-        )
-        out["closed_p50_modelplane_over_bare"] = div(
-            closed["modelplane"]["p50_ms"], closed["bare"]["p50_ms"]
-        )
-        out["max_rate_modelplane_over_bare"] = div(
-            top["modelplane"]["max_rps"], top["bare"]["max_rps"]
-        )
         levels = report["levels"]
-        if "50%" in levels.get("modelplane", {}) and "50%" in levels.get("bare", {}):
-            out["p50_at_50pct_modelplane_over_bare"] = div(
-                levels["modelplane"]["50%"]["p50_ms"], levels["bare"]["50%"]["p50_ms"]
+        # Against the bare server on asyncio's loop (what grpc.aio gives by default),
+        # and against the same server on uvloop (the loop modelplane's replica gets).
+        for reference, suffix in (("bare", "bare"), (UVLOOP_REFERENCE, "bare_uvloop")):
+            if reference not in closed:
+                continue
+            out[f"closed_throughput_modelplane_over_{suffix}"] = div(
+                closed["modelplane"]["throughput_rps"], closed[reference]["throughput_rps"]
             )
+            out[f"closed_p50_modelplane_over_{suffix}"] = div(
+                closed["modelplane"]["p50_ms"], closed[reference]["p50_ms"]
+            )
+            out[f"max_rate_modelplane_over_{suffix}"] = div(
+                top["modelplane"]["max_rps"], top[reference]["max_rps"]
+            )
+            if "50%" in levels.get("modelplane", {}) and "50%" in levels.get(reference, {}):
+                out[f"p50_at_50pct_modelplane_over_{suffix}"] = div(
+                    levels["modelplane"]["50%"]["p50_ms"], levels[reference]["50%"]["p50_ms"]
+                )
         if "serve-proxy" in closed:
             out["closed_throughput_modelplane_over_serve_proxy"] = div(
                 closed["modelplane"]["throughput_rps"], closed["serve-proxy"]["throughput_rps"]
@@ -378,6 +397,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, argparse.Namespa
     parser.add_argument("--no-modelplane", action="store_true")
     parser.add_argument("--no-plane", action="store_true")
     parser.add_argument("--no-large", action="store_true")
+    parser.add_argument(
+        "--no-uvloop-reference", action="store_true",
+        help="leave out the bare server on uvloop",
+    )
     parser.add_argument("--batch-rounds", type=int, default=3)
     parser.add_argument("--batch-seconds", type=float, default=8.0)
     parser.add_argument("--route-changes", type=int, default=50)
@@ -393,14 +416,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, argparse.Namespa
         serve_proxy=not args.no_serve_proxy, modelplane=not args.no_modelplane,
         plane=not args.no_plane, batch_rounds=args.batch_rounds, batch_s=args.batch_seconds,
         route_changes=args.route_changes, register_rounds=args.register_rounds,
-        large=not args.no_large,
+        large=not args.no_large, uvloop_reference=not args.no_uvloop_reference,
     )
     if args.smoke:
         opts = Options(
             closed_s=1.0, rounds=1, probe_s=1.0, probe_steps=1, level_s=1.0, warmup_s=0.3,
             concurrency=8, processes=1, serve_proxy=False, modelplane=False,
             plane=not args.no_plane, batch_rounds=0, batch_s=1.0, route_changes=5,
-            register_rounds=1, large=False, level_fractions=(0.5,),
+            register_rounds=1, large=False, level_fractions=(0.5,), uvloop_reference=False,
         )
     return opts, args
 

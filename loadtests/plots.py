@@ -15,7 +15,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-COLOURS = {"floor": "grey", "bare": "tab:blue", "modelplane": "tab:green", "serve-proxy": "tab:red"}
+COLOURS = {
+    "floor": "grey",
+    "bare": "tab:blue",
+    "bare-uvloop": "tab:cyan",
+    "modelplane": "tab:green",
+    "serve-proxy": "tab:red",
+}
 
 
 def _pyplot() -> Any:

@@ -94,6 +94,16 @@ def render(report: dict[str, Any]) -> str:
     )
     v = r.get("closed_throughput_modelplane_over_bare")
     add("modelplane / bare, req/s at 16 in flight", v, ">= 0.8", None if v is None else v >= 0.8)
+    for suffix, label in (("bare_uvloop", "bare on uvloop"),):
+        v = r.get(f"max_rate_modelplane_over_{suffix}")
+        add(f"modelplane / {label}, max req/s with p99 <= 10 ms", v, ">= 0.8",
+            None if v is None else v >= 0.8)
+        v = r.get(f"closed_throughput_modelplane_over_{suffix}")
+        add(f"modelplane / {label}, req/s at 16 in flight", v, ">= 0.8",
+            None if v is None else v >= 0.8)
+        v = r.get(f"closed_p50_modelplane_over_{suffix}")
+        add(f"modelplane / {label}, p50 at 16 in flight", v, "<= 1.3",
+            None if v is None else v <= 1.3)
     v = r.get("max_rate_modelplane_over_serve_proxy")
     add(
         "modelplane / serve-proxy, max req/s with p99 <= 10 ms",
