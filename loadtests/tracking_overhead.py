@@ -169,7 +169,7 @@ def _paired_wall(
     The figure is the total time of the segments with logging over the total
     of those without; the interval resamples whole pairs.
     """
-    wake_every = max(1, round(start_run_flush_interval_s() / (segment * step_s)))
+    wake_every = max(1, round(_default_flush_interval_s() / (segment * step_s)))
     with_logging: list[float] = []
     without: list[float] = []
     with modelplane.start_run(
@@ -199,7 +199,7 @@ def _paired_wall(
     return PairedWall(len(logged), float(logged.sum() / bare.sum()), (low, high), batches)
 
 
-def start_run_flush_interval_s() -> float:
+def _default_flush_interval_s() -> float:
     """The flush interval a run gets by default."""
     default = inspect.signature(modelplane.start_run).parameters["flush_interval_s"].default
     return float(default)
