@@ -45,7 +45,7 @@ lint: $(STAMP)
 proto: $(STAMP)
 	$(BIN)/python protos/generate.py src
 
-## make bench: every figure of BENCHMARKS.md in one run (~15 min): modelplane, the bare
+## make bench: every figure of BENCHMARKS.md in one run (~10 min): modelplane, the bare
 ## grpc.aio server, Ray Serve's stock proxy and in-process onnxruntime side by side.
 ## make bench-tracking: what logging 100,000 metric points adds to a training loop.
 bench-tracking: $(STAMP)

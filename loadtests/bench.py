@@ -17,7 +17,7 @@ against the onnxruntime session's own footprint; ``modelplane up`` to first
 prediction; then, without Ray (``loadtests.plane``): control-plane idle RSS, register
 to first served, SetRoute to every replica serving, heavy MLP batched vs unbatched.
 
-    python -m loadtests.bench                  # the full run (make bench), ~20 min
+    python -m loadtests.bench                  # the full run (make bench), ~10 min
     python -m loadtests.bench --smoke          # seconds: checks the harness, not speed
 
 Writes ``results/bench-<stamp>.json`` and PNG plots into ``loadtests/plots/``. The
