@@ -51,7 +51,7 @@ from loadtests.models import MODELS, write_model
 from loadtests.plane import run_plane
 from loadtests.predict_vs_bare import _environment, _wait_answer
 from loadtests.procs import ServerProcess
-from loadtests.ratesearch import max_rate, open_loop
+from loadtests.ratesearch import max_rates, open_loop
 from loadtests.report_file import write_report
 from loadtests.sysproc import CpuMeter, machine, matching, process_tree, rss_bytes
 from loadtests.tensors import predict_request
@@ -267,15 +267,13 @@ def run(opts: Options, say: Say = print) -> dict[str, Any]:
             n: report["closed_loop"]["summary"][n]["throughput_rps"] or 1.0 for n in names
         }
 
-        # 2. Highest open-loop rate with p99 <= 10 ms, each system in turn.
-        search: dict[str, Any] = {}
-        for name in names:
-            say(f"rate search {name} (p99 <= 10 ms)")
-            search[name] = max_rate(
-                Target(systems[name].address, payload), ceilings[name],
-                probe_s=opts.probe_s, warmup_s=min(opts.warmup_s, 1.0), steps=opts.probe_steps,
-                processes=opts.processes, say=say,
-            )
+        # 2. Highest open-loop rate with p99 <= 10 ms, the searches interleaved.
+        say("rate search (p99 <= 10 ms), one probe per system per step")
+        search = max_rates(
+            {name: Target(systems[name].address, payload) for name in names}, ceilings,
+            probe_s=opts.probe_s, warmup_s=min(opts.warmup_s, 1.0), steps=opts.probe_steps,
+            processes=opts.processes, say=say,
+        )
         report["max_rate"] = {
             FLOOR: {"max_rps": report["closed_loop"]["summary"][FLOOR]["throughput_rps"],
                     "note": "back-to-back calls on one thread; no queueing, so no search"},
