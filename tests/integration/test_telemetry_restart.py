@@ -217,6 +217,65 @@ def test_the_accuracy_gate_rolls_back_a_less_accurate_canary(
     )
 
 
+def test_one_slow_request_among_few_does_not_roll_a_healthy_canary_back(
+    registry: Registry, client: redis.Redis, key_prefix: str
+) -> None:
+    clock = Clock(T0)
+    agg = StatsAggregator(clock=clock)
+    manager = RolloutManager(registry, agg, client, key_prefix, clock=clock)
+    manager.start("fraud", "m", 2, [20, 100], 30.0, GATES)
+    clock.now = T0 + 5
+    _add(agg, 1, 0.002, 200, T0 + 2)
+    # The canary is as fast, but one of its 30 requests met a scheduling hiccup:
+    # its p99 over 30 requests is that one request, 100x the stable version's.
+    _add(agg, 2, 0.002, 29, T0 + 2)
+    _add(agg, 2, 0.2, 1, T0 + 2)
+    manager.tick()
+    assert manager.get("fraud").state == "running"
+    clock.now = T0 + 40
+    manager.tick()
+    promoted = manager.get("fraud")
+    assert promoted.state == "promoted", promoted.reason
+
+
+def test_a_canary_slow_on_every_request_is_rolled_back_on_its_p90(
+    registry: Registry, client: redis.Redis, key_prefix: str
+) -> None:
+    clock = Clock(T0)
+    agg = StatsAggregator(clock=clock)
+    manager = RolloutManager(registry, agg, client, key_prefix, clock=clock)
+    manager.start("fraud", "m", 2, [20, 100], 30.0, GATES)
+    clock.now = T0 + 5
+    _add(agg, 1, 0.002, 200, T0 + 2)
+    _add(agg, 2, 0.05, 25, T0 + 2)
+    manager.tick()  # mid-step, on the canary's first 25 requests
+    rolled = manager.get("fraud")
+    assert rolled.state == "rolled_back"
+    assert rolled.reason.startswith("rolled back at 20%: canary p90 ")
+    assert rolled.reason.endswith(
+        "(p90: 25 requests in the step, a p99 needs 200)"
+    ), rolled.reason
+
+
+def test_with_enough_requests_the_gate_compares_p99s(
+    registry: Registry, client: redis.Redis, key_prefix: str
+) -> None:
+    clock = Clock(T0)
+    agg = StatsAggregator(clock=clock)
+    manager = RolloutManager(registry, agg, client, key_prefix, clock=clock)
+    manager.start("fraud", "m", 2, [20, 100], 30.0, GATES)
+    clock.now = T0 + 5
+    _add(agg, 1, 0.002, 1000, T0 + 2)
+    # 3 % of the canary's requests are slow: its p90 is fine, its p99 is not.
+    _add(agg, 2, 0.002, 291, T0 + 2)
+    _add(agg, 2, 0.2, 9, T0 + 2)
+    manager.tick()
+    rolled = manager.get("fraud")
+    assert rolled.state == "rolled_back"
+    assert rolled.reason.startswith("rolled back at 20%: canary p99 "), rolled.reason
+    assert "stable p99" in rolled.reason and "requests in the step" not in rolled.reason
+
+
 def test_malformed_slots_are_skipped_with_a_warning(
     client: redis.Redis, key_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -49,7 +49,8 @@ def add_commands(sub: Any) -> None:
     cmd.add_argument("--to", required=True, help="VERSION or MODEL:VERSION")
     cmd.add_argument("--steps", default="5,25,50,100", help="canary weights, ending at 100")
     cmd.add_argument("--interval", default="60s", help="time per step, e.g. 60s, 2m")
-    cmd.add_argument("--max-p99-ratio", type=float, default=1.2)
+    cmd.add_argument("--max-p99-ratio", type=float, default=1.2,
+                     help="canary / stable p99 (p90 below 200 requests per step)")
     cmd.add_argument("--max-error-rate", type=float, default=0.01)
     cmd.add_argument("--min-accuracy-delta", type=float, default=None)
     cmd.add_argument("--min-requests", type=int, default=0,

@@ -27,7 +27,10 @@ class RolloutGates(_message.Message):
     MIN_ACCURACY_DELTA_FIELD_NUMBER: _builtins.int
     MIN_REQUESTS_FIELD_NUMBER: _builtins.int
     max_p99_ratio: _builtins.float
-    """Canary p99 / stable p99 over a step must stay at or below this."""
+    """Canary p99 / stable p99 over a step must stay at or below this (p90s while
+    either version has fewer than 200 requests in the step: a p99 over fewer
+    is its slowest request or two).
+    """
     max_error_rate: _builtins.float
     """Canary error rate over a step must stay at or below this."""
     min_accuracy_delta: _builtins.float
