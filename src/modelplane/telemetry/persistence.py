@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +28,7 @@ from modelplane.telemetry.aggregator import (
     SlotState,
     StatsAggregator,
 )
+from modelplane.telemetry.flush_loop import FlushLoop
 from modelplane.telemetry.histogram import BOUNDS_S
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,7 @@ class AggregatePersistence:
         self._aggregator = aggregator
         self._clock = clock
         self._flushed_through = int(clock() // SLOT_SECONDS) - RING_LOOKBACK
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._flusher = FlushLoop(self.flush, "modelplane-telemetry-flush", "telemetry")
 
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, "tel", *parts))
@@ -138,31 +137,11 @@ class AggregatePersistence:
 
     def start(self, interval_s: float) -> None:
         """Flushes every ``interval_s`` on a daemon thread until ``stop``."""
-        if interval_s <= 0:
-            raise ValueError(f"interval_s must be > 0, got {interval_s}")
-        self._thread = threading.Thread(
-            target=self._loop, args=(interval_s,), name="modelplane-telemetry-flush", daemon=True
-        )
-        self._thread.start()
-
-    def _loop(self, interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
-            try:
-                self.flush()
-            except redis.RedisError as error:
-                # Redis down: the slots stay in memory and the next flush retries them.
-                log.warning("telemetry flush to Redis failed: %s", error)
+        self._flusher.start(interval_s)
 
     def stop(self) -> None:
         """Stops the loop and writes one last time (best effort)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        try:
-            self.flush()
-        except redis.RedisError as error:
-            log.warning("final telemetry flush to Redis failed: %s", error)
+        self._flusher.stop()
 
 
 # A fresh persistence looks back over the whole horizon on its first flush, so

@@ -26,7 +26,6 @@ memory only. Malformed stored values are skipped with a warning.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -41,6 +40,7 @@ from modelplane.telemetry.drift import (
     DriftTracker,
 )
 from modelplane.telemetry.feedback import FeedbackJoiner, QualitySlotState
+from modelplane.telemetry.flush_loop import FlushLoop
 from modelplane.telemetry.quality_codec import (
     decode_baseline,
     decode_drift_slot,
@@ -81,11 +81,11 @@ class QualityPersistence:
         self._clock = clock
         self._check_every = max(check_every, 1)
         self._flushes = 0
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._flusher = FlushLoop(
+            self._flush_and_tidy, "modelplane-quality-flush", "drift/feedback"
+        )
         if drift is not None:
-            drift.on_baseline_captured(self._wake.set)
+            drift.on_baseline_captured(self._flusher.wake)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, "tel", *parts))
@@ -249,43 +249,17 @@ class QualityPersistence:
 
     def start(self, interval_s: float) -> None:
         """Flushes every ``interval_s`` (and when a baseline fills) until ``stop``."""
-        if interval_s <= 0:
-            raise ValueError(f"interval_s must be > 0, got {interval_s}")
-        self._thread = threading.Thread(
-            target=self._loop, args=(interval_s,), name="modelplane-quality-flush", daemon=True
-        )
-        self._thread.start()
+        self._flusher.start(interval_s)
 
-    def _loop(self, interval_s: float) -> None:
-        while True:
-            self._wake.wait(interval_s)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self.flush()
-                self._flushes += 1
-                if self._flushes % self._check_every == 0:
-                    self.forget_deleted_versions()
-            except redis.RedisError as error:
-                # Redis down: the state stays in memory, marked, and the next flush retries.
-                log.warning("drift/feedback flush to Redis failed: %s", error)
-            except Exception:
-                # Whatever else went wrong, the loop keeps going: persistence must not
-                # stop for good over one bad flush.
-                log.exception("drift/feedback flush failed")
+    def _flush_and_tidy(self) -> None:
+        self.flush()
+        self._flushes += 1
+        if self._flushes % self._check_every == 0:
+            self.forget_deleted_versions()
 
     def stop(self) -> None:
         """Stops the loop and writes one last time (best effort)."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        try:
-            self.flush()
-        except redis.RedisError as error:
-            log.warning("final drift/feedback flush to Redis failed: %s", error)
+        self._flusher.stop()
 
 
 class _BadEntries:
