@@ -5,11 +5,8 @@ signed events to a local HTTP receiver."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -28,49 +25,17 @@ from modelplane.v1 import (
     webhooks_pb2,
     webhooks_pb2_grpc,
 )
-from modelplane.webhooks.signing import SIGNATURE_HEADER, verify
+from modelplane.webhooks.signing import verify
+from tests.integration.webhook_receiver import Receiver, running_receiver, wait_for
 
 pytestmark = pytest.mark.integration
 SECRET = "lifecycle-secret-value"
 
 
-@dataclass
-class Receiver:
-    url: str = ""
-    # (event header, signature header, body)
-    got: list[tuple[str, str, bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def events(self) -> list[str]:
-        with self.lock:
-            return [event for event, _, _ in self.got]
-
-
 @pytest.fixture()
 def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            with state.lock:
-                state.got.append(
-                    (self.headers["X-Modelplane-Event"], self.headers[SIGNATURE_HEADER], body)
-                )
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with running_receiver("/hooks") as state:
+        yield state
 
 
 @pytest.fixture()
@@ -86,15 +51,6 @@ def control(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Control
         yield plane
     finally:
         plane.stop(0)
-
-
-def _wait_for(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def _drift(control: ControlPlane, bin_index: int, count: int) -> None:
@@ -124,30 +80,29 @@ def test_rollout_alert_and_retirement_events_are_delivered_signed(
         gates=rollout_pb2.RolloutGates(max_p99_ratio=2.0, max_error_rate=0.1),
     ))
     rollouts.AbortRollout(rollout_pb2.GetRolloutRequest(endpoint="fraud"))
-    _wait_for(lambda: receiver.events()[:2] == ["rollout.advanced", "rollout.rolled_back"])
+    wait_for(lambda: receiver.events()[:2] == ["rollout.advanced", "rollout.rolled_back"])
 
     # Drift on the canary: a baseline in one bin, then recent values in another.
     _drift(control, 3, 500)
     _drift(control, BIN_COUNT - 2, 200)
-    _wait_for(lambda: "alert.drift" in receiver.events())
+    wait_for(lambda: "alert.drift" in receiver.events())
     time.sleep(0.6)  # several watcher ticks while the drift lasts: still one event
     assert receiver.events().count("alert.drift") == 1
 
     registry.RetireEndpoint(registry_pb2.RetireEndpointRequest(endpoint="fraud"))
-    _wait_for(lambda: "endpoint.retired" in receiver.events())
+    wait_for(lambda: "endpoint.retired" in receiver.events())
     channel.close()
 
     now = int(time.time())
-    with receiver.lock:
-        got = list(receiver.got)
-    assert [event for event, _, _ in got] == [
+    got = receiver.received()
+    assert [d.event for d in got] == [
         "rollout.advanced", "rollout.rolled_back", "alert.drift", "endpoint.retired"
     ]
     bodies = []
-    for event, signature, body in got:
-        assert verify(SECRET, signature, body, now), event
-        assert not verify("another-secret-value", signature, body, now)
-        bodies.append(json.loads(body))
+    for delivery in got:
+        assert verify(SECRET, delivery.signature, delivery.body, now), delivery.event
+        assert not verify("another-secret-value", delivery.signature, delivery.body, now)
+        bodies.append(json.loads(delivery.body))
     started, aborted, drift, retired = bodies
     assert (started["action"], started["actor"], started["endpoint"]) == (
         "rollout_started", "rollout", "fraud"

@@ -16,7 +16,6 @@ import grpc
 import numpy as np
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -29,6 +28,7 @@ from modelplane.telemetry.aggregator import StatsAggregator
 from modelplane.telemetry.data_plane import DataPlaneTelemetry
 from modelplane.telemetry.histogram import BOUNDS_S, bucket_index
 from modelplane.v1 import telemetry_pb2, telemetry_pb2_grpc
+from tests.integration.span_collector import running_collector
 
 pytestmark = pytest.mark.integration
 
@@ -207,49 +207,25 @@ def test_a_stock_cumulative_exporter_is_not_double_counted(control_plane: Contro
     assert abs(record.p50_ms - 2.0) <= _bucket_width_ms(0.002)
 
 
-class CapturingCollector(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
-    """A second OTLP endpoint standing in for any collector: keeps the spans it gets."""
-
-    def __init__(self) -> None:
-        self.spans: list[trace_pb2.Span] = []
-        self.resources: list[dict[str, str]] = []
-
-    def Export(
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: object
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
-        for resource_spans in request.resource_spans:
-            self.resources.append({
-                kv.key: kv.value.string_value for kv in resource_spans.resource.attributes
-            })
-            for scope_spans in resource_spans.scope_spans:
-                self.spans.extend(scope_spans.spans)
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
 def test_spans_reach_every_endpoint_with_their_attributes(control_plane: ControlPlane) -> None:
-    collector = CapturingCollector()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    telemetry = DataPlaneTelemetry(
-        [control_plane.address, f"127.0.0.1:{port}"], "modelplane-replica", "replica-7",
-        metric_export_interval_ms=200,
-    )
-    traced = (("traceparent", TRACEPARENT),)
-    try:
-        with telemetry.observe_predict(traced, endpoint="fraud") as obs:
-            obs.answered("fraud", "fraud-model", 3, "pred-1")
-        with pytest.raises(NotFound), telemetry.observe_predict(traced, endpoint="nope"):
-            raise NotFound("endpoint 'nope' not found")
-        # Unsampled by the caller: counted, never exported.
-        unsampled = (("traceparent", TRACEPARENT[:-2] + "00"),)
-        with telemetry.observe_predict(unsampled, endpoint="fraud") as obs:
-            obs.answered("fraud", "fraud-model", 3, "pred-2")
-        assert telemetry.force_flush(10_000)
-    finally:
-        telemetry.shutdown()
-        server.stop(0).wait()
+    with running_collector() as (address, collector):
+        telemetry = DataPlaneTelemetry(
+            [control_plane.address, address], "modelplane-replica", "replica-7",
+            metric_export_interval_ms=200,
+        )
+        traced = (("traceparent", TRACEPARENT),)
+        try:
+            with telemetry.observe_predict(traced, endpoint="fraud") as obs:
+                obs.answered("fraud", "fraud-model", 3, "pred-1")
+            with pytest.raises(NotFound), telemetry.observe_predict(traced, endpoint="nope"):
+                raise NotFound("endpoint 'nope' not found")
+            # Unsampled by the caller: counted, never exported.
+            unsampled = (("traceparent", TRACEPARENT[:-2] + "00"),)
+            with telemetry.observe_predict(unsampled, endpoint="fraud") as obs:
+                obs.answered("fraud", "fraud-model", 3, "pred-2")
+            assert telemetry.force_flush(10_000)
+        finally:
+            telemetry.shutdown()
 
     assert len(collector.spans) == 2
     ok, failed = sorted(collector.spans, key=lambda s: s.start_time_unix_nano)

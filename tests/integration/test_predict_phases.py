@@ -7,14 +7,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from modelplane.codec.tensors import array_to_tensor
@@ -30,6 +28,7 @@ from modelplane.sample_models import linear_model
 from modelplane.serving.replica import ReplicaRuntime
 from modelplane.telemetry.data_plane import DataPlaneTelemetry
 from modelplane.v1 import inference_pb2, inference_pb2_grpc
+from tests.integration.span_collector import SpanCapture, running_collector, span_attributes
 
 pytestmark = pytest.mark.integration
 
@@ -38,35 +37,22 @@ SAMPLED = (("traceparent", f"00-{TRACE_ID}-00f067aa0ba902b7-01"),)
 X = np.ones((1, 16), np.float32)
 
 
-class Capture(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self) -> None:
-        self.spans: list[trace_pb2.Span] = []
-
-    def Export(
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
-        for resource_spans in request.resource_spans:
-            for scope_spans in resource_spans.scope_spans:
-                self.spans.extend(scope_spans.spans)
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
 @dataclass
 class Replica:
     runtime: ReplicaRuntime
-    capture: Capture
+    capture: SpanCapture
     telemetry: DataPlaneTelemetry
 
 
 @pytest.fixture()
 def replica(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Replica]:
-    collector = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    capture = Capture()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        capture, collector
-    )
-    port = collector.add_insecure_port("127.0.0.1:0")
-    collector.start()
+    with running_collector() as (address, capture):
+        yield from _replica(redis_url, key_prefix, tmp_path, address, capture)
+
+
+def _replica(
+    redis_url: str, key_prefix: str, tmp_path: Path, address: str, capture: SpanCapture
+) -> Iterator[Replica]:
     settings = Settings(
         redis_url=redis_url, key_prefix=key_prefix, data_dir=tmp_path, host="127.0.0.1",
         inference_port=0,
@@ -84,7 +70,7 @@ def replica(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Replica
     registry.set_route("fraud", [RouteTarget("m", 100, version=1)], expected_revision=0,
                        shadows=(ShadowTarget("m", 100.0, version=2),))
     telemetry = DataPlaneTelemetry(
-        [f"127.0.0.1:{port}"], "phases", "r1", metric_export_interval_ms=200,
+        [address], "phases", "r1", metric_export_interval_ms=200,
         trace_sample_ratio=0.0, drift_rows_per_interval=0, record_predictions=False,
     )
     runtime = ReplicaRuntime(settings, "phases-replica", telemetry=telemetry, reuse_port=False)
@@ -94,14 +80,11 @@ def replica(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Replica
         runtime.close()
         telemetry.shutdown()
         store._redis.close()
-        collector.stop(0).wait()
 
 
-def _attributes(span: trace_pb2.Span) -> dict[str, object]:
-    return {kv.key: getattr(kv.value, str(kv.value.WhichOneof("value"))) for kv in span.attributes}
-
-
-def _wait_for(capture: Capture, names: set[str], timeout_s: float = 10.0) -> list[trace_pb2.Span]:
+def _wait_for(
+    capture: SpanCapture, names: set[str], timeout_s: float = 10.0
+) -> list[trace_pb2.Span]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if names <= {span.name for span in capture.spans}:
@@ -138,10 +121,10 @@ def test_an_exported_trace_has_a_child_span_per_phase_and_per_shadow(replica: Re
     assert route.end_time_unix_nano <= queue.start_time_unix_nano
     assert queue.end_time_unix_nano == inference.start_time_unix_nano
     assert inference.end_time_unix_nano <= root.end_time_unix_nano
-    assert _attributes(route)["modelplane.route_reason"] == "weight"
-    assert _attributes(inference)["modelplane.version"] == 1
-    assert _attributes(inference)["modelplane.batch.requests"] == 1
-    shadow = _attributes(children["modelplane.shadow"])
+    assert span_attributes(route)["modelplane.route_reason"] == "weight"
+    assert span_attributes(inference)["modelplane.version"] == 1
+    assert span_attributes(inference)["modelplane.batch.requests"] == 1
+    shadow = span_attributes(children["modelplane.shadow"])
     assert (shadow["modelplane.version"], shadow["modelplane.shadow.ok"]) == (2, True)
 
 
@@ -176,7 +159,7 @@ def test_concurrent_requests_report_their_queue_wait_and_share_runs(replica: Rep
     shared = 0
     while time.monotonic() < deadline and not shared:
         shared = max(
-            int(str(_attributes(s)["modelplane.batch.requests"]))
+            int(str(span_attributes(s)["modelplane.batch.requests"]))
             for s in replica.capture.spans if s.name == "modelplane.inference"
         )
         if shared <= 1:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from concurrent import futures
 
-import grpc
 import pytest
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from modelplane.domain.errors import InvalidArgument
 from modelplane.telemetry.data_plane import DataPlaneTelemetry
+from tests.integration.span_collector import SpanCapture, running_collector, span_attributes
 
 pytestmark = pytest.mark.integration
 
@@ -26,30 +24,10 @@ CALLER_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN_ID = "00f067aa0ba902b7"
 
 
-class Capture(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self) -> None:
-        self.spans: list[trace_pb2.Span] = []
-
-    def Export(
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
-        for resource_spans in request.resource_spans:
-            for scope_spans in resource_spans.scope_spans:
-                self.spans.extend(scope_spans.spans)
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
 @pytest.fixture()
-def receiver() -> Iterator[tuple[str, Capture]]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    capture = Capture()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        capture, server
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield f"127.0.0.1:{port}", capture
-    server.stop(0).wait()
+def receiver() -> Iterator[tuple[str, SpanCapture]]:
+    with running_collector() as collector:
+        yield collector
 
 
 class StepClock:
@@ -68,12 +46,8 @@ class StepClock:
         return end
 
 
-def _attributes(span: trace_pb2.Span) -> dict[str, object]:
-    return {kv.key: getattr(kv.value, str(kv.value.WhichOneof("value"))) for kv in span.attributes}
-
-
 def test_errors_slow_and_traced_requests_are_exported_the_rest_sampled(
-    receiver: tuple[str, Capture],
+    receiver: tuple[str, SpanCapture],
 ) -> None:
     address, capture = receiver
     clock = StepClock()
@@ -98,7 +72,7 @@ def test_errors_slow_and_traced_requests_are_exported_the_rest_sampled(
         assert telemetry.force_flush(5000)
     finally:
         telemetry.shutdown()
-    by_id = {str(_attributes(s).get("modelplane.prediction_id", "")): s for s in capture.spans}
+    by_id = {str(span_attributes(s).get("modelplane.prediction_id", "")): s for s in capture.spans}
     assert sorted(by_id) == ["", "slow", "traced"]
     failed = by_id[""]
     assert failed.status.code == trace_pb2.Status.STATUS_CODE_ERROR
@@ -106,7 +80,7 @@ def test_errors_slow_and_traced_requests_are_exported_the_rest_sampled(
     traced = by_id["traced"]
     assert traced.trace_id.hex() == CALLER_TRACE_ID
     assert traced.parent_span_id.hex() == CALLER_SPAN_ID
-    attrs = _attributes(traced)
+    attrs = span_attributes(traced)
     assert attrs["rpc.system"] == "grpc"
     assert attrs["modelplane.version"] == 2
     assert attrs["modelplane.route_reason"] == "weight"

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from concurrent import futures
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -23,49 +21,18 @@ from modelplane.registry.redis_store import RedisRegistryStore
 from modelplane.registry.use_cases import Registry
 from modelplane.sample_models import linear_model
 from modelplane.v1 import webhooks_pb2, webhooks_pb2_grpc
-from modelplane.webhooks.signing import SIGNATURE_HEADER, verify
+from modelplane.webhooks.signing import verify
 from modelplane.webhooks.targets import TargetPolicy
+from tests.integration.webhook_receiver import Receiver, running_receiver, wait_for
 
 pytestmark = pytest.mark.integration
 SECRET = "s3cret-s3cret-s3cret"
 
 
-@dataclass
-class Receiver:
-    url: str
-    # (delivery id, event, signature header, body, status answered)
-    requests: list[tuple[str, str, str, bytes, int]] = field(default_factory=list)
-    fail_first: int = 1
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 @pytest.fixture()
 def receiver() -> Iterator[Receiver]:
-    state = Receiver(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            with state.lock:
-                status = 500 if len(state.requests) < state.fail_first else 200
-                state.requests.append((
-                    self.headers["X-Modelplane-Delivery"], self.headers["X-Modelplane-Event"],
-                    self.headers[SIGNATURE_HEADER], body, status,
-                ))
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/retrain"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with running_receiver("/hooks/retrain", fail_first=1) as state:
+        yield state
 
 
 @dataclass
@@ -99,15 +66,6 @@ def plane(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Plane]:
         raw.close()
 
 
-def _wait_for(condition: object, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 def test_signed_retried_deduplicated_and_logged(plane: Plane, receiver: Receiver) -> None:
     created = plane.stub.CreateSubscription(
         webhooks_pb2.CreateSubscriptionRequest(
@@ -123,25 +81,22 @@ def test_signed_retried_deduplicated_and_logged(plane: Plane, receiver: Receiver
     plane.registry.register_version("fraud", "", True, [linear_model(seed=1)])
     plane.registry.set_alias("fraud", "champion", 1)
 
-    def delivered() -> list[tuple[str, str, str, bytes, int]]:
-        with receiver.lock:
-            return [r for r in receiver.requests if r[4] == 200]
-
-    _wait_for(lambda: len(delivered()) == 3)
+    wait_for(lambda: len(receiver.accepted()) == 3)
     time.sleep(0.5)  # nothing else may arrive
-    ok = delivered()
-    assert [r[1] for r in ok] == ["version.registered", "version.ready", "alias.moved"]
-    ids = [r[0] for r in ok]
+    ok = receiver.accepted()
+    assert [d.event for d in ok] == ["version.registered", "version.ready", "alias.moved"]
+    ids = [d.delivery_id for d in ok]
     assert len(set(ids)) == 3
     # The first POST failed (500) and was retried under the same delivery id.
-    assert receiver.requests[0][0] == ids[0] and receiver.requests[0][4] == 500
-    assert len(receiver.requests) == 4
+    every = receiver.received()
+    assert (every[0].delivery_id, every[0].status) == (ids[0], 500)
+    assert len(every) == 4
     now = int(time.time())
-    for delivery_id, _event, signature, body, _status in receiver.requests:
-        assert verify(SECRET, signature, body, now)
-        assert not verify("another-secret-value", signature, body, now)
-        assert json.loads(body)["delivery_id"] == delivery_id
-    assert json.loads(ok[2][3])["after"]["version"] == 1
+    for delivery in every:
+        assert verify(SECRET, delivery.signature, delivery.body, now)
+        assert not verify("another-secret-value", delivery.signature, delivery.body, now)
+        assert json.loads(delivery.body)["delivery_id"] == delivery.delivery_id
+    assert json.loads(ok[2].body)["after"]["version"] == 1
 
     log = plane.stub.ListDeliveries(
         webhooks_pb2.ListDeliveriesRequest(subscription_id=created.id)
@@ -157,7 +112,7 @@ def test_signed_retried_deduplicated_and_logged(plane: Plane, receiver: Receiver
     plane.dispatcher.stop()  # type: ignore[attr-defined]
     plane.dispatcher.start()  # type: ignore[attr-defined]
     time.sleep(1.0)
-    assert len(receiver.requests) == 4
+    assert len(receiver.received()) == 4
 
 
 @pytest.mark.parametrize(
