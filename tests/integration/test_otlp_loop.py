@@ -28,7 +28,7 @@ from modelplane.telemetry.aggregator import StatsAggregator
 from modelplane.telemetry.data_plane import DataPlaneTelemetry
 from modelplane.telemetry.histogram import BOUNDS_S, bucket_index
 from modelplane.v1 import telemetry_pb2, telemetry_pb2_grpc
-from tests.integration.span_collector import running_collector
+from tests.integration.otlp_collectors import running_collector
 
 pytestmark = pytest.mark.integration
 

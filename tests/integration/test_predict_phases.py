@@ -28,7 +28,7 @@ from modelplane.sample_models import linear_model
 from modelplane.serving.replica import ReplicaRuntime
 from modelplane.telemetry.data_plane import DataPlaneTelemetry
 from modelplane.v1 import inference_pb2, inference_pb2_grpc
-from tests.integration.span_collector import SpanCapture, running_collector, span_attributes
+from tests.integration.otlp_collectors import SpanCapture, running_collector, span_attributes
 
 pytestmark = pytest.mark.integration
 

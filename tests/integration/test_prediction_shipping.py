@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from concurrent import futures
 
 import grpc
 import numpy as np
@@ -14,6 +13,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 
 from modelplane.telemetry.feedback import record_from_json
 from modelplane.telemetry.io_records import IoRecorder
+from tests.integration.otlp_collectors import serving_on_free_port
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +35,11 @@ class Sink(logs_service_pb2_grpc.LogsServiceServicer):
 
 @pytest.fixture()
 def sink() -> Iterator[tuple[str, Sink]]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     capture = Sink()
-    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        capture, server
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield f"127.0.0.1:{port}", capture
-    server.stop(0).wait()
+    with serving_on_free_port(
+        capture, logs_service_pb2_grpc.add_LogsServiceServicer_to_server
+    ) as address:
+        yield address, capture
 
 
 def test_records_carry_what_each_prediction_predicted(sink: tuple[str, Sink]) -> None:

@@ -16,7 +16,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from modelplane.domain.errors import InvalidArgument
 from modelplane.telemetry.data_plane import DataPlaneTelemetry
-from tests.integration.span_collector import SpanCapture, running_collector, span_attributes
+from tests.integration.otlp_collectors import SpanCapture, running_collector, span_attributes
 
 pytestmark = pytest.mark.integration
 

@@ -1,8 +1,8 @@
-"""A local OTLP trace collector that keeps what it is sent, shared by the span tests."""
+"""Local OTLP collectors that keep what they are sent, shared by the telemetry tests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
 
@@ -33,19 +33,28 @@ class SpanCapture(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[
 
 
 @contextmanager
-def running_collector() -> Iterator[tuple[str, SpanCapture]]:
-    """(address, capture) of a collector listening on a free local port."""
+def serving_on_free_port(
+    servicer: object, add_to_server: Callable[[object, grpc.Server], None]
+) -> Iterator[str]:
+    """The address of a local gRPC server answering with ``servicer``."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    capture = SpanCapture()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        capture, server
-    )
+    add_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
-        yield f"127.0.0.1:{port}", capture
+        yield f"127.0.0.1:{port}"
     finally:
         server.stop(0).wait()
+
+
+@contextmanager
+def running_collector() -> Iterator[tuple[str, SpanCapture]]:
+    """(address, capture) of a trace collector listening on a free local port."""
+    capture = SpanCapture()
+    with serving_on_free_port(
+        capture, trace_service_pb2_grpc.add_TraceServiceServicer_to_server
+    ) as address:
+        yield address, capture
 
 
 def span_attributes(span: trace_pb2.Span) -> dict[str, object]:
