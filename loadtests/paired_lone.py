@@ -35,7 +35,7 @@ from loadtests.loadgen import LoadSpec, Target, run_load
 from loadtests.models import MODELS, write_model
 from loadtests.plane import Plane, Say, wait_served
 from loadtests.tensors import predict_request
-from modelplane.v1 import inference_pb2, inference_pb2_grpc, routing_pb2
+from modelplane.v1 import inference_pb2, inference_pb2_grpc
 
 ENDPOINTS = {"mlp-batched": 64, "mlp-unbatched": 1}
 
@@ -53,17 +53,8 @@ def paired_lone_latency(
         for endpoint, max_batch_size in ENDPOINTS.items():
             version = client.register("mlp-pair", model_path).version
             versions[endpoint] = version
-            client.routing.SetRoute(
-                routing_pb2.SetRouteRequest(
-                    endpoint=endpoint,
-                    targets=[
-                        routing_pb2.RouteTarget(
-                            model="mlp-pair", version=version, weight=100,
-                            max_batch_size=max_batch_size,
-                        )
-                    ],
-                    expected_revision=0,
-                )
+            client.set_route(
+                endpoint, [("mlp-pair", version, 100)], max_batch_size=max_batch_size
             )
     with p.replica("bench-paired") as server:
         for endpoint, request in requests.items():

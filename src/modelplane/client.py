@@ -65,6 +65,8 @@ PREDICT_METHODS: tuple[dict[str, str], ...] = (
 
 # (model, version or alias, weight)
 TargetSpec = tuple[str, "int | str", int]
+# (model, version or alias, percent of requests mirrored)
+ShadowSpec = tuple[str, "int | str", float]
 
 
 class ModelplaneClient:
@@ -267,18 +269,36 @@ class ModelplaneClient:
         endpoint: str,
         targets: Sequence[TargetSpec],
         expected_revision: int | None = None,
+        *,
+        shadows: Sequence[ShadowSpec] = (),
+        fallback: tuple[str, int | str] | None = None,
+        sticky_input: str = "",
+        max_batch_size: int = 0,
+        max_wait_us: int = 0,
     ) -> routing_pb2.Route:
-        """Route ``endpoint``; without ``expected_revision`` the current one is read first."""
+        """Route ``endpoint``; without ``expected_revision`` the current one is read first.
+
+        ``targets``: (model, version or alias, weight). ``shadows``: (model, version
+        or alias, percent of requests mirrored). ``fallback``: (model, version or
+        alias) answering when the picked version fails. ``sticky_input``: the input
+        whose value pins a caller to one version. ``max_batch_size`` and
+        ``max_wait_us`` set every target's dynamic batching (0: the replica's
+        default; a batch size of 1 turns it off).
+        """
         if expected_revision is None:
             current = self.get_route(endpoint)
             expected_revision = current.revision if current else 0
-        return self.routing.SetRoute(
-            routing_pb2.SetRouteRequest(
-                endpoint=endpoint,
-                targets=[_route_target(t) for t in targets],
-                expected_revision=expected_revision,
-            )
+        request = routing_pb2.SetRouteRequest(
+            endpoint=endpoint,
+            targets=[_route_target(t, max_batch_size, max_wait_us) for t in targets],
+            expected_revision=expected_revision,
+            shadows=[_shadow_target(s) for s in shadows],
+            sticky_input=sticky_input,
         )
+        if fallback is not None:
+            # A fallback's weight is ignored; its batching is the route's.
+            request.fallback.CopyFrom(_route_target((*fallback, 100), max_batch_size, max_wait_us))
+        return self.routing.SetRoute(request)
 
     # --- inference ------------------------------------------------------------
     def predict(
@@ -409,14 +429,32 @@ def outputs_of(response: inference_pb2.PredictResponse) -> dict[str, np.ndarray]
     return {t.name: tensor_to_array(t) for t in response.outputs}
 
 
-def _route_target(spec: TargetSpec) -> routing_pb2.RouteTarget:
+def _route_target(
+    spec: TargetSpec, max_batch_size: int = 0, max_wait_us: int = 0
+) -> routing_pb2.RouteTarget:
     model, ref, weight = spec
-    target = routing_pb2.RouteTarget(model=model, weight=weight)
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+    target = routing_pb2.RouteTarget(
+        model=model, weight=weight, max_batch_size=max_batch_size, max_wait_us=max_wait_us
+    )
+    if _is_version(ref):
         target.version = int(ref)
     else:
-        target.alias = ref
+        target.alias = str(ref)
     return target
+
+
+def _shadow_target(spec: ShadowSpec) -> routing_pb2.ShadowTarget:
+    model, ref, percent = spec
+    target = routing_pb2.ShadowTarget(model=model, percent=percent)
+    if _is_version(ref):
+        target.version = int(ref)
+    else:
+        target.alias = str(ref)
+    return target
+
+
+def _is_version(ref: int | str) -> bool:
+    return isinstance(ref, int) or ref.isdigit()
 
 
 def _upload_stream(

@@ -59,14 +59,15 @@ def test_route_rollback_and_shadow_commands(
     assert (code, out.strip()) == (0, "score (revision 1) -> m:1=100")
     code, out = _run(
         capsys, "route", "score", "m:2=90", "m:1=10", "--shadow", "m:1=25", "--fallback", "m:1",
-        "--sticky-input", "x", "--max-batch", "16", *c,
+        "--sticky-input", "x", "--max-batch", "16", "--max-wait-us", "250", *c,
     )
     assert code == 0, out
     assert out.strip() == (
         "score (revision 2) -> m:2=90 m:1=10; shadow m:1=25%; fallback m:1; sticky by input 'x'"
     )
     route = registry.get_route("score")
-    assert [t.max_batch_size for t in route.targets] == [16, 16]
+    assert [(t.max_batch_size, t.max_wait_us) for t in route.targets] == [(16, 250)] * 2
+    assert route.fallback is not None and route.fallback.version == 1
 
     code, out = _run(capsys, "rollback", "score", *c)
     assert (code, out.strip()) == (0, "score rolled back (revision 3) -> m:1=100")

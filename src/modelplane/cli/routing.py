@@ -8,7 +8,7 @@ from typing import Any
 from modelplane.cli import shadow
 from modelplane.cli.common import client_from, client_options
 from modelplane.cli.output import routes_table, target_text
-from modelplane.client import TargetSpec
+from modelplane.client import ShadowSpec, TargetSpec
 from modelplane.v1 import routing_pb2
 
 
@@ -61,7 +61,7 @@ def parse_target(text: str) -> TargetSpec:
     return (model, int(version), weight)
 
 
-def parse_shadow(text: str) -> routing_pb2.ShadowTarget:
+def parse_shadow(text: str) -> ShadowSpec:
     """``model:VERSION=PERCENT`` or ``model@ALIAS=PERCENT``."""
     spec, sep, percent_text = text.partition("=")
     try:
@@ -71,24 +71,7 @@ def parse_shadow(text: str) -> routing_pb2.ShadowTarget:
     if not sep or percent < 0:
         raise ValueError(f"shadow {text!r}: expected MODEL:VERSION=PERCENT or MODEL@ALIAS=PERCENT")
     model, ref, _ = parse_target(spec)
-    shadow_target = routing_pb2.ShadowTarget(model=model, percent=percent)
-    if isinstance(ref, int):
-        shadow_target.version = ref
-    else:
-        shadow_target.alias = ref
-    return shadow_target
-
-
-def _target_message(spec: TargetSpec, max_batch: int, max_wait_us: int) -> routing_pb2.RouteTarget:
-    model, ref, weight = spec
-    message = routing_pb2.RouteTarget(
-        model=model, weight=weight, max_batch_size=max_batch, max_wait_us=max_wait_us
-    )
-    if isinstance(ref, int):
-        message.version = ref
-    else:
-        message.alias = ref
-    return message
+    return (model, ref, percent)
 
 
 def route_text(route: routing_pb2.Route) -> str:
@@ -117,25 +100,17 @@ def _cmd_route(args: argparse.Namespace) -> int:
             if route is None:
                 raise ValueError(f"endpoint {args.endpoint!r} has no route")
         else:
-            expected = args.expected_revision
-            if expected is None:
-                current = client.get_route(args.endpoint)
-                expected = current.revision if current else 0
-            request = routing_pb2.SetRouteRequest(
-                endpoint=args.endpoint,
-                targets=[
-                    _target_message(parse_target(t), args.max_batch, args.max_wait_us)
-                    for t in args.targets
-                ],
-                expected_revision=expected,
+            fallback = parse_target(args.fallback)[:2] if args.fallback else None
+            route = client.set_route(
+                args.endpoint,
+                [parse_target(t) for t in args.targets],
+                args.expected_revision,
                 shadows=[parse_shadow(s) for s in args.shadow],
+                fallback=fallback,
                 sticky_input=args.sticky_input,
+                max_batch_size=args.max_batch,
+                max_wait_us=args.max_wait_us,
             )
-            if args.fallback:
-                request.fallback.CopyFrom(
-                    _target_message(parse_target(args.fallback), args.max_batch, args.max_wait_us)
-                )
-            route = client.routing.SetRoute(request)
         print(f"{route.endpoint} (revision {route.revision}) -> {route_text(route)}")
     return 0
 
