@@ -253,7 +253,7 @@ def test_a_canary_slow_on_every_request_is_rolled_back_on_its_p90(
     assert rolled.state == "rolled_back"
     assert rolled.reason.startswith("rolled back at 20%: canary p90 ")
     assert rolled.reason.endswith(
-        "(p90: 25 requests in the step, a p99 needs 200)"
+        "(p90: 25 requests in the window, a p99 needs 200)"
     ), rolled.reason
 
 
@@ -273,7 +273,7 @@ def test_with_enough_requests_the_gate_compares_p99s(
     rolled = manager.get("fraud")
     assert rolled.state == "rolled_back"
     assert rolled.reason.startswith("rolled back at 20%: canary p99 "), rolled.reason
-    assert "stable p99" in rolled.reason and "requests in the step" not in rolled.reason
+    assert "stable p99" in rolled.reason and "requests in the window" not in rolled.reason
 
 
 def test_malformed_slots_are_skipped_with_a_warning(

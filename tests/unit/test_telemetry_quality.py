@@ -61,6 +61,25 @@ def test_regressions_against_own_baseline_and_against_stable() -> None:
     assert quiet == []
 
 
+def test_one_slow_request_among_few_is_no_regression_but_a_slow_tail_is() -> None:
+    clock = Clock(T0)
+    agg = StatsAggregator(clock=clock)
+    for minute in range(10, 50):
+        _add(agg, 1, 0.002, 100, T0 - minute * 60)
+    # 30 recent requests, one of them 100x slower: their p99 is that one request.
+    _add(agg, 1, 0.002, 29, T0 - 30)
+    _add(agg, 1, 0.2, 1, T0 - 30)
+    policy = RegressionPolicy(recent_s=300, max_p99_ratio=1.5)
+    assert latency_alerts(agg, "fraud", policy, clock) == []
+    # With 300 recent requests the p99 is estimated, and 3 % slow ones show in it.
+    _add(agg, 1, 0.002, 262, T0 - 20)
+    _add(agg, 1, 0.2, 8, T0 - 20)
+    [alert] = latency_alerts(agg, "fraud", policy, clock)
+    assert alert.kind == "latency_regression_vs_baseline"
+    assert alert.message.startswith("p99 "), alert.message
+    assert "requests in the window" not in alert.message
+
+
 def test_error_rate_alert() -> None:
     clock = Clock(T0)
     agg = StatsAggregator(clock=clock)

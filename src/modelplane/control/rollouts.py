@@ -54,7 +54,7 @@ from modelplane.domain.rollouts import (
     RolloutEvent,
     RolloutGates,
 )
-from modelplane.domain.stats import VersionStatsRecord
+from modelplane.domain.stats import VersionStatsRecord, tail_latency, tail_note
 from modelplane.registry.audit_context import acting_as
 from modelplane.registry.route_plan import unservable
 from modelplane.registry.use_cases import Registry
@@ -64,9 +64,6 @@ log = logging.getLogger(__name__)
 
 ACTOR = "rollout"
 MAX_HISTORY = 100
-# Requests each version needs in a step before the latency gate compares p99s
-# (p90s until then): enough that the p99 is not one or two outliers.
-P99_MIN_REQUESTS = 200
 
 # (endpoint, model, version, start_s, end_s) -> accuracy over that time, or None.
 AccuracyLookup = Callable[[str, str, int, float, float], "float | None"]
@@ -267,13 +264,13 @@ class RolloutManager:
         if rate > gates.max_error_rate:
             return f"canary error rate {rate:.2%} > {gates.max_error_rate:.2%}"
         if stable is not None and stable.window_request_count >= gates.min_requests:
-            name, canary_ms, stable_ms = _tail_latency(canary, stable)
+            name, canary_ms, stable_ms = tail_latency(canary, stable)
             ratio = canary_ms / stable_ms if stable_ms > 0 else 0.0
             if ratio > gates.max_p99_ratio:
                 return (
                     f"canary {name} {canary_ms:.2f} ms is {ratio:.2f}x stable {name} "
                     f"{stable_ms:.2f} ms > {gates.max_p99_ratio}x"
-                    + _tail_note(name, canary, stable)
+                    + tail_note(name, canary, stable)
                 )
         if gates.min_accuracy_delta is not None and self._accuracy is not None:
             mine = self._accuracy(rollout.endpoint, rollout.model, canary.version, start_s, end_s)
@@ -426,29 +423,6 @@ def validate_gates(gates: RolloutGates) -> None:
         )
     if gates.min_requests < 1:
         raise InvalidArgument(f"gates.min_requests: expected >= 1, got {gates.min_requests}")
-
-
-def _tail_latency(
-    canary: VersionStatsRecord, stable: VersionStatsRecord
-) -> tuple[str, float, float]:
-    """The tail percentile both versions have the requests to estimate, and its values.
-
-    A p99 over fewer than ``P99_MIN_REQUESTS`` requests rests on the slowest one
-    or two: on a busy host one scheduling hiccup made a healthy canary's "p99"
-    7x the stable version's over 20 requests, and the gate rolled it back. Below
-    that the gate compares p90s, which set the slowest tenth aside; a version
-    slow on every request fails them just as fast.
-    """
-    if min(canary.window_request_count, stable.window_request_count) >= P99_MIN_REQUESTS:
-        return "p99", canary.p99_ms, stable.p99_ms
-    return "p90", canary.p90_ms, stable.p90_ms
-
-
-def _tail_note(name: str, canary: VersionStatsRecord, stable: VersionStatsRecord) -> str:
-    if name == "p99":
-        return ""
-    fewest = min(canary.window_request_count, stable.window_request_count)
-    return f" (p90: {fewest} requests in the step, a p99 needs {P99_MIN_REQUESTS})"
 
 
 def _find(records: list[VersionStatsRecord], model: str, version: int) -> VersionStatsRecord | None:

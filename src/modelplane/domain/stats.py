@@ -30,6 +30,31 @@ class VersionStatsRecord:
     p999_ms: float = 0.0
 
 
+# Requests each side of a latency comparison needs before their p99s are
+# compared (p90s until then): a p99 over fewer rests on the slowest one or two
+# requests, so one scheduling hiccup among twenty made a healthy version look
+# several times slower. A version slow on every request fails a p90 as fast.
+P99_MIN_REQUESTS = 200
+
+
+def tail_latency(
+    mine: VersionStatsRecord, reference: VersionStatsRecord
+) -> tuple[str, float, float]:
+    """("p99" or "p90", mine, reference): the tail percentile both windows hold
+    enough requests to estimate, in milliseconds."""
+    if min(mine.window_request_count, reference.window_request_count) >= P99_MIN_REQUESTS:
+        return "p99", mine.p99_ms, reference.p99_ms
+    return "p90", mine.p90_ms, reference.p90_ms
+
+
+def tail_note(name: str, mine: VersionStatsRecord, reference: VersionStatsRecord) -> str:
+    """Why a comparison used p90s; empty for p99s."""
+    if name == "p99":
+        return ""
+    fewest = min(mine.window_request_count, reference.window_request_count)
+    return f" (p90: {fewest} requests in the window, a p99 needs {P99_MIN_REQUESTS})"
+
+
 @dataclass(frozen=True)
 class VersionQualityRecord:
     """Drift and accuracy figures of one version; None where nothing is known yet."""

@@ -8,7 +8,9 @@ Two comparisons, per endpoint x version:
   served the most requests of its endpoint in that window (a new version slower
   than the one it is meant to replace, under the same load at the same time).
 
-Both need enough requests on each side to mean anything (``min_requests``).
+Both need enough requests on each side to mean anything (``min_requests``), and
+compare p90s until both sides have ``P99_MIN_REQUESTS`` (a p99 over fewer is the
+slowest request or two).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from modelplane.domain.stats import Alert, VersionStatsRecord
+from modelplane.domain.stats import Alert, VersionStatsRecord, tail_latency, tail_note
 from modelplane.telemetry.aggregator import HORIZON_SECONDS, StatsAggregator
 
 BASELINE_REGRESSION = "latency_regression_vs_baseline"
@@ -83,12 +85,14 @@ def latency_alerts(
                                  f"(limit {policy.max_error_rate:.1%})"))
         before = baseline.get((record.endpoint, record.model, record.version))
         if before is not None and before.window_request_count >= policy.min_requests:
-            ratio = _ratio(record.p99_ms, before.p99_ms)
+            name, mine, theirs = tail_latency(record, before)
+            ratio = _ratio(mine, theirs)
             if ratio > policy.max_p99_ratio:
                 alerts.append(_alert(
                     BASELINE_REGRESSION, record, ratio, policy.max_p99_ratio,
-                    f"p99 {record.p99_ms:.2f} ms over the last {policy.recent_s} s is "
-                    f"{ratio:.2f}x its own baseline {before.p99_ms:.2f} ms",
+                    f"{name} {mine:.2f} ms over the last {policy.recent_s} s is "
+                    f"{ratio:.2f}x its own baseline {theirs:.2f} ms"
+                    + tail_note(name, record, before),
                 ))
     for records in by_endpoint.values():
         stable = stable_of(records)
@@ -96,13 +100,14 @@ def latency_alerts(
         for record in records:
             if record is stable:
                 continue
-            ratio = _ratio(record.p99_ms, stable.p99_ms)
+            name, mine, theirs = tail_latency(record, stable)
+            ratio = _ratio(mine, theirs)
             if ratio > policy.max_p99_ratio:
                 alerts.append(_alert(
                     CANARY_REGRESSION, record, ratio, policy.max_p99_ratio,
-                    f"p99 {record.p99_ms:.2f} ms is {ratio:.2f}x that of "
-                    f"{stable.model}:{stable.version} ({stable.p99_ms:.2f} ms) "
-                    f"in the same {policy.recent_s} s",
+                    f"{name} {mine:.2f} ms is {ratio:.2f}x that of "
+                    f"{stable.model}:{stable.version} ({theirs:.2f} ms) "
+                    f"in the same {policy.recent_s} s" + tail_note(name, record, stable),
                 ))
     return alerts
 
