@@ -404,7 +404,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, argparse.Namespa
     parser.add_argument("--route-changes", type=int, default=50)
     parser.add_argument("--register-rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, help="JSON file (default: results/bench-<stamp>.json)")
-    parser.add_argument("--plots", type=Path, default=PLOTS_DIR, help="PNG directory")
+    parser.add_argument(
+        "--plots", type=Path, default=None,
+        help="PNG directory (default: beside the JSON, in results/; the versioned "
+        f"{PLOTS_DIR.name}/ holds the quoted run's, see BENCHMARKS.md)",
+    )
     parser.add_argument("--no-plots", action="store_true")
     args = parser.parse_args(argv)
     opts = Options(
@@ -436,7 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_plots:
         from loadtests.plots import write_plots
 
-        for path in write_plots(report, args.plots):
+        # Beside the JSON by default: a run rewriting the versioned PNGs would leave
+        # them out of step with the run BENCHMARKS.md quotes.
+        for path in write_plots(report, args.plots or out.parent / out.stem):
             print(f"plot  {path}")
     print(json.dumps(report["ratios"], indent=2))
     print(f"elapsed {report['elapsed_s']} s")
