@@ -217,14 +217,22 @@ def test_the_accuracy_gate_rolls_back_a_less_accurate_canary(
     )
 
 
-def test_one_slow_request_among_few_does_not_roll_a_healthy_canary_back(
+def _canary_at_20_percent(
     registry: Registry, client: redis.Redis, key_prefix: str
-) -> None:
+) -> tuple[Clock, StatsAggregator, RolloutManager]:
+    """A rollout of version 2 at its first step (20 %), 5 s into a 30 s step."""
     clock = Clock(T0)
     agg = StatsAggregator(clock=clock)
     manager = RolloutManager(registry, agg, client, key_prefix, clock=clock)
     manager.start("fraud", "m", 2, [20, 100], 30.0, GATES)
     clock.now = T0 + 5
+    return clock, agg, manager
+
+
+def test_one_slow_request_among_few_does_not_roll_a_healthy_canary_back(
+    registry: Registry, client: redis.Redis, key_prefix: str
+) -> None:
+    clock, agg, manager = _canary_at_20_percent(registry, client, key_prefix)
     _add(agg, 1, 0.002, 200, T0 + 2)
     # The canary is as fast, but one of its 30 requests met a scheduling hiccup:
     # its p99 over 30 requests is that one request, 100x the stable version's.
@@ -241,11 +249,7 @@ def test_one_slow_request_among_few_does_not_roll_a_healthy_canary_back(
 def test_a_canary_slow_on_every_request_is_rolled_back_on_its_p90(
     registry: Registry, client: redis.Redis, key_prefix: str
 ) -> None:
-    clock = Clock(T0)
-    agg = StatsAggregator(clock=clock)
-    manager = RolloutManager(registry, agg, client, key_prefix, clock=clock)
-    manager.start("fraud", "m", 2, [20, 100], 30.0, GATES)
-    clock.now = T0 + 5
+    _, agg, manager = _canary_at_20_percent(registry, client, key_prefix)
     _add(agg, 1, 0.002, 200, T0 + 2)
     _add(agg, 2, 0.05, 25, T0 + 2)
     manager.tick()  # mid-step, on the canary's first 25 requests
@@ -260,11 +264,7 @@ def test_a_canary_slow_on_every_request_is_rolled_back_on_its_p90(
 def test_with_enough_requests_the_gate_compares_p99s(
     registry: Registry, client: redis.Redis, key_prefix: str
 ) -> None:
-    clock = Clock(T0)
-    agg = StatsAggregator(clock=clock)
-    manager = RolloutManager(registry, agg, client, key_prefix, clock=clock)
-    manager.start("fraud", "m", 2, [20, 100], 30.0, GATES)
-    clock.now = T0 + 5
+    _, agg, manager = _canary_at_20_percent(registry, client, key_prefix)
     _add(agg, 1, 0.002, 1000, T0 + 2)
     # 3 % of the canary's requests are slow: its p90 is fine, its p99 is not.
     _add(agg, 2, 0.002, 291, T0 + 2)
