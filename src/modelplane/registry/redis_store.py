@@ -33,6 +33,7 @@ from typing import Any
 
 import redis
 from redis.commands.core import Script
+from redis.sentinel import SentinelConnectionPool
 
 from modelplane.domain.errors import (
     Aborted,
@@ -456,6 +457,11 @@ def _detail(**fields: Any) -> str:
     return json.dumps(fields, separators=(",", ":"), sort_keys=True)
 
 
+# How long a registry write behind Sentinel waits for a replica to hold it
+# (below the clients' socket timeouts, so a slow replica is an answer, not a hang).
+REPLICA_ACK_TIMEOUT_MS = 500
+
+
 class RedisRegistryStore(RegistryStore):
     """``RegistryStore`` on one Redis; the client may or may not decode responses."""
 
@@ -464,6 +470,11 @@ class RedisRegistryStore(RegistryStore):
     ) -> None:
         self._redis = client
         self._prefix = prefix
+        # Behind Sentinel there is a replica to lose writes to on failover: every
+        # registry write waits for one to hold it (see ``_run_replicated``).
+        self._replica_acks = (
+            1 if isinstance(client.connection_pool, SentinelConnectionPool) else 0
+        )
         # Alias and delete events carry a wall-clock time for the audit trail
         # only; the store's contract passes no time for them.
         self._clock = clock
@@ -514,15 +525,44 @@ class RedisRegistryStore(RegistryStore):
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, *parts))
 
+    def _run_replicated(self, script: Script, script_args: list[Any]) -> Any:
+        """The script, then WAIT on the same connection: acknowledged only once a
+        replica holds the write.
+
+        Redis replicates asynchronously. Without this, a write the master
+        answered but had not yet sent on was lost when Sentinel promoted the
+        replica, and the new master handed the same version number to the next
+        registration (seen in the failover test: version 117 given out twice).
+        """
+        # A master left without replicas (the one just promoted, until the old
+        # master rejoins) has nothing to lose a write to: it writes alone rather
+        # than refusing every registration until then.
+        replication = self._redis.info("replication")
+        wanted = min(self._replica_acks, int(replication.get("connected_slaves", 0)))
+        if not wanted:
+            return script(keys=[], args=script_args)
+        pipe = self._redis.pipeline(transaction=False)
+        script(keys=[], args=script_args, client=pipe)
+        pipe.wait(wanted, REPLICA_ACK_TIMEOUT_MS)
+        result, acked = pipe.execute()
+        if int(acked) < wanted:
+            raise Unavailable(
+                f"registry write not confirmed by a Redis replica within "
+                f"{REPLICA_ACK_TIMEOUT_MS} ms; it may or may not have been applied"
+            )
+        return result
+
     def _script(self, body: str) -> Script:
         return self._redis.register_script(_LUA_PRELUDE + body)
 
     def _run(self, script: Script, *args: str | int) -> list[Any]:
         context = audit_context.current()
+        script_args = [self._prefix, context.actor, context.reason, *args]
         with _reachable():
-            result = _text(
-                script(keys=[], args=[self._prefix, context.actor, context.reason, *args])
-            )
+            if self._replica_acks:
+                result = _text(self._run_replicated(script, script_args))
+            else:
+                result = _text(script(keys=[], args=script_args))
         if not isinstance(result, list):
             raise Internal(f"unexpected reply from the registry store: {result!r:.100}")
         return result
