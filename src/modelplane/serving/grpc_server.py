@@ -98,11 +98,21 @@ class _WrappedGenericHandler(grpc.GenericRpcHandler):
         return wrapped
 
 
+class _HandlerSink(Protocol):
+    """What handlers are registered on: the real server, or a collector of them."""
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None: ...
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: Mapping[str, _Handler]
+    ) -> None: ...
+
+
 class _WrappingRegistrar:
     """What the generated ``add_*_to_server`` functions see: registers on the real
     server with every handler wrapped."""
 
-    def __init__(self, server: aio.Server, wrappers: Sequence[HandlerWrapper]) -> None:
+    def __init__(self, server: _HandlerSink, wrappers: Sequence[HandlerWrapper]) -> None:
         self._server = server
         # The first wrapper is the outermost, like a list of interceptors.
         self._wrappers = list(reversed(wrappers))
@@ -112,7 +122,7 @@ class _WrappingRegistrar:
             handler = wrapper.wrap(handler, method)
         return handler
 
-    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
         self._server.add_generic_rpc_handlers(
             tuple(_WrappedGenericHandler(handler, self._wrap) for handler in handlers)
         )
@@ -124,6 +134,22 @@ class _WrappingRegistrar:
             service,
             {name: self._wrap(handler, f"/{service}/{name}") for name, handler in handlers.items()},
         )
+
+
+class _HandlerCollector:
+    """Stands in for a server to collect the handlers registrars add, by method."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, _Handler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        """The generated code registers each method twice; the per-method form suffices."""
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: Mapping[str, _Handler]
+    ) -> None:
+        for name, handler in handlers.items():
+            self.handlers[f"/{service}/{name}"] = handler
 
 
 class AioGrpcServer:
@@ -201,6 +227,16 @@ class AioGrpcServer:
                 f"the gRPC server could not listen on {self._address}: {error}"
             ) from error
         return self.port
+
+    def method_handlers(self) -> dict[str, _Handler]:
+        """Every method's handler wrapped exactly as the server serves it, keyed by
+        full method name: for calling the handler chain in process, without a
+        socket (``loadtests/handler_cost.py`` measures it this way)."""
+        collector = _HandlerCollector()
+        registrar: Any = _WrappingRegistrar(collector, self._wrappers)
+        for register in self._registrars:
+            register(registrar)
+        return collector.handlers
 
     @property
     def hosted(self) -> bool:

@@ -197,6 +197,10 @@ class ReplicaRuntime:
     def closed(self) -> bool:
         return self._closed
 
+    def method_handlers(self) -> dict[str, Any]:
+        """The inference handlers wrapped as the server serves them (see AioGrpcServer)."""
+        return self._server.method_handlers()
+
     def is_healthy(self) -> bool:
         """The server thread is up (the watcher may be retrying: stale is still serving)."""
         return not self._closed and self._server.is_alive()
