@@ -42,6 +42,32 @@ class PredictObservation(Protocol):
     ) -> None: ...
 
 
+class _Unobserved:
+    """A ``PredictObservation`` that records nothing: for a replica without telemetry."""
+
+    def answered(
+        self,
+        endpoint: str,
+        model: str,
+        version: int,
+        prediction_id: str,
+        timeline: PredictTimeline | None = None,
+        route_reason: str = "",
+    ) -> None:
+        pass
+
+    def record_io(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Mapping[str, np.ndarray],
+        route_reason: str = "",
+    ) -> None:
+        pass
+
+
+UNOBSERVED: PredictObservation = _Unobserved()
+
+
 class PredictTelemetry(Protocol):
     """What the servicer needs of ``modelplane.telemetry.data_plane.DataPlaneTelemetry``."""
 

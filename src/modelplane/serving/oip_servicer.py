@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from modelplane import __version__
@@ -35,7 +36,11 @@ from modelplane.oip import grpc_service_pb2 as pb
 from modelplane.oip import grpc_service_pb2_grpc as pb_grpc
 from modelplane.registry.audit_context import ANONYMOUS, acting_as
 from modelplane.routing.table import RouteTable
-from modelplane.serving.inference_servicer import PredictTelemetry
+from modelplane.serving.inference_servicer import (
+    UNOBSERVED,
+    PredictObservation,
+    PredictTelemetry,
+)
 from modelplane.serving.oip_repository import OipRepository, ParameterValue
 from modelplane.serving.oip_stats import Duration, InferenceStatistics, VersionStats
 from modelplane.serving.predictor import Prediction, Predictor
@@ -59,6 +64,9 @@ PRE_ENCODED_METHODS = (f"/{SERVICE_NAME}/ModelInfer", f"/{SERVICE_NAME}/ModelStr
 # Methods whose decoding applies the tensor limits itself: the limits
 # interceptor leaves them to it instead of walking the shapes a second time.
 LIMITS_CHECKED_METHODS = (f"/{SERVICE_NAME}/ModelInfer",)
+
+# What a request without telemetry is observed by: nothing.
+_UNOBSERVED: AbstractContextManager[PredictObservation] = nullcontext(UNOBSERVED)
 
 # (endpoint, model, version): exactly one of endpoint and model is set.
 Target = tuple[str | None, str | None, int | None]
@@ -223,16 +231,49 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(  # type: ignore[override]  # answers pre-encoded
         self, request: pb.ModelInferRequest, context: Any
     ) -> bytes:
-        """The answer comes back serialized (see PRE_ENCODED_METHODS)."""
+        """The answer comes back serialized (see PRE_ENCODED_METHODS).
+
+        One coroutine from the request to its answer: each further await on a
+        small model's path is a visible part of its cost.
+        """
         metadata = _metadata(context)
         telemetry = self._telemetry
-        if telemetry is None:
-            return await self._infer(request, metadata)
-        # Filed under the endpoint when the name is one, so a request failing
-        # before routing still counts against it; a model name is not an endpoint.
-        endpoint = request.model_name if self.predictor.table.endpoint(request.model_name) else ""
-        with telemetry.observe_predict(metadata, endpoint) as observation:
-            response, prediction = await self._infer_and_tell(request, metadata)
+        table = self.predictor.table
+        observing: AbstractContextManager[PredictObservation] = _UNOBSERVED
+        if telemetry is not None:
+            # Filed under the endpoint when the name is one, so a request failing
+            # before routing still counts against it; a model name is not an endpoint.
+            name = request.model_name
+            observing = telemetry.observe_predict(metadata, name if table.endpoint(name) else "")
+        with observing as observation:
+            started = time.perf_counter_ns()
+            resolved = False
+            model: str | None = None
+            version: int | None = None
+            try:
+                decoded = decode_infer_request(
+                    request, self._max_tensor_bytes, self._max_rows, self._max_elements
+                )
+                endpoint, model, version = self._target(table, decoded.model_name, decoded.version)
+                resolved = True
+                decoded_at = time.perf_counter_ns()
+                prediction = await self.predictor.predict(
+                    InferenceRequest(
+                        endpoint, model, version, None, decoded.inputs, decoded.output_names
+                    ),
+                    sticky_key=sticky_key_from_metadata(metadata),
+                )
+                predicted_at = time.perf_counter_ns()
+                response = self._encode(decoded, prediction)
+            except Exception:
+                blamed, blamed_version = (
+                    _blame(table, request.model_name, model, version)
+                    if resolved
+                    else (request.model_name, 0)
+                )
+                self.statistics.failed(blamed, blamed_version, time.perf_counter_ns() - started)
+                raise
+            self._count(decoded, prediction, started, decoded_at, predicted_at)
             observation.answered(
                 prediction.endpoint,
                 prediction.model,
@@ -246,10 +287,10 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelStreamInfer(  # type: ignore[override]  # answers pre-encoded
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Any
     ) -> AsyncIterator[pb.ModelStreamInferResponse | bytes]:
-        metadata = _metadata(context)
+        """Each request of the stream is answered (and observed) as a ModelInfer."""
         async for request in request_iterator:
             try:
-                response = await self._infer(request, metadata)
+                response = await self.ModelInfer(request, context)
             except ModelplaneError as error:
                 # The stream carries on: the failure belongs to this request only.
                 yield self._stream_error(request, error.message)
@@ -269,46 +310,18 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
             ),
         )
 
-    async def _infer(
-        self, request: pb.ModelInferRequest, metadata: Sequence[tuple[str, str | bytes]]
-    ) -> bytes:
-        response, _ = await self._infer_and_tell(request, metadata)
-        return response
-
-    async def _infer_and_tell(
-        self, request: pb.ModelInferRequest, metadata: Sequence[tuple[str, str | bytes]]
-    ) -> tuple[bytes, Prediction]:
-        started = time.perf_counter_ns()
-        table = self.predictor.table
-        resolved = False
-        model: str | None = None
-        version: int | None = None
-        try:
-            decoded = decode_infer_request(
-                request, self._max_tensor_bytes, self._max_rows, self._max_elements
-            )
-            endpoint, model, version = self._target(table, decoded.model_name, decoded.version)
-            resolved = True
-            decoded_at = time.perf_counter_ns()
-            prediction = await self.predictor.predict(
-                InferenceRequest(
-                    endpoint, model, version, None, decoded.inputs, decoded.output_names
-                ),
-                sticky_key=sticky_key_from_metadata(metadata),
-            )
-            predicted_at = time.perf_counter_ns()
-            response = self._encode(decoded, prediction)
-        except Exception:
-            blamed, blamed_version = (
-                _blame(table, request.model_name, model, version)
-                if resolved
-                else (request.model_name, 0)
-            )
-            self.statistics.failed(blamed, blamed_version, time.perf_counter_ns() - started)
-            raise
+    def _count(
+        self,
+        decoded: OipInferRequest,
+        prediction: Prediction,
+        started: int,
+        decoded_at: int,
+        predicted_at: int,
+    ) -> None:
+        """The answered request's statistics: the wait for the version's runner is
+        the queue, the model run the inference; routing and validation count as
+        input work, encoding as output."""
         finished = time.perf_counter_ns()
-        # The wait for the version's runner is the queue, the model run the
-        # inference; routing and validation count as input work.
         predicting = predicted_at - decoded_at
         timeline = prediction.timeline
         queue = min(timeline.queue_ns, predicting)
@@ -324,7 +337,6 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
             infer,
             finished - predicted_at,
         )
-        return response, prediction
 
     def _encode(self, decoded: OipInferRequest, prediction: Prediction) -> bytes:
         return self._encoder.encode(

@@ -104,7 +104,9 @@ class Predictor:
             assert request.model is not None  # decoding guarantees one target
             key = table.resolve_model(request.model, request.version, request.alias)
             timeline.routed_ns = time.time_ns()
-            outputs = await self._run(table, key, request, timeline)
+            outputs = self._run_now(key, request, timeline)
+            if outputs is None:
+                outputs = await self._run(table, key, request, timeline)
             return Prediction(
                 outputs, "", key.model, key.version, self._ids.next(), RouteReason.PINNED,
                 timeline,
@@ -118,7 +120,9 @@ class Predictor:
         key, reason = route.pick(sticky_key)
         timeline.routed_ns = time.time_ns()
         try:
-            outputs = await self._run(table, key, request, timeline)
+            outputs = self._run_now(key, request, timeline)
+            if outputs is None:
+                outputs = await self._run(table, key, request, timeline)
         except InvalidArgument:
             raise  # the caller's mistake: another version would refuse it too
         except Exception as error:
@@ -210,6 +214,19 @@ class Predictor:
         if model is None:
             model = await self._load(table.version_info(key))
         return await self.runner(model).run(request.inputs, request.output_names, timeline)
+
+    def _run_now(
+        self, key: VersionKey, request: InferenceRequest, timeline: PredictTimeline
+    ) -> dict[str, np.ndarray] | None:
+        """The outputs at once when the version is loaded and runs inline (a small
+        model: the common case), without the awaits of ``_run``; else None."""
+        model = self.sessions.get(key)
+        if model is None:
+            return None
+        runner = self.runner(model)
+        if not runner.inline:
+            return None
+        return runner.run_inline(request.inputs, request.output_names, timeline)
 
     def _mirror(
         self,
