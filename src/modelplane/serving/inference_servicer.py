@@ -7,7 +7,7 @@ status, and the telemetry context manager records that status on the way out.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 import numpy as np
@@ -65,7 +65,8 @@ class _Unobserved:
         pass
 
 
-UNOBSERVED: PredictObservation = _Unobserved()
+# What a request is observed by on a replica without telemetry: nothing.
+NOT_OBSERVED: AbstractContextManager[PredictObservation] = nullcontext(_Unobserved())
 
 
 class PredictTelemetry(Protocol):
@@ -87,27 +88,22 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         request: inference_pb2.PredictRequest,
         context: Any,
     ) -> bytes:
-        """The answer comes back serialized (see PRE_ENCODED_METHODS)."""
+        """The answer comes back serialized (see PRE_ENCODED_METHODS). One coroutine
+        from the request to its answer, as in the OIP servicer's ModelInfer."""
         telemetry = self._telemetry
         metadata = context.invocation_metadata() or ()
-        if telemetry is None:
-            return await self._predict(request, metadata)
-        with telemetry.observe_predict(metadata, request.endpoint) as observation:
-            return await self._predict(request, metadata, observation)
-
-    async def _predict(
-        self,
-        request: inference_pb2.PredictRequest,
-        metadata: Sequence[tuple[str, str | bytes]],
-        observation: PredictObservation | None = None,
-    ) -> bytes:
-        decoded = decode_predict_request(request)
-        p = await self.predictor.predict(decoded, sticky_key=sticky_key_from_metadata(metadata))
-        if observation is not None:
+        observing: AbstractContextManager[PredictObservation] = NOT_OBSERVED
+        if telemetry is not None:
+            observing = telemetry.observe_predict(metadata, request.endpoint)
+        with observing as observation:
+            decoded = decode_predict_request(request)
+            p = await self.predictor.predict(
+                decoded, sticky_key=sticky_key_from_metadata(metadata)
+            )
             # Telemetry hook: names the answer, hands inputs/outputs over for feedback
             # and drift (buffered, shipped off the request path).
             observation.answered(p.endpoint, p.model, p.version, p.prediction_id, p.timeline)
             observation.record_io(decoded.inputs, p.outputs, p.route_reason.value)
-        return self._encoder.encode(
-            p.outputs, p.endpoint, p.model, p.version, p.prediction_id, p.route_reason
-        )
+            return self._encoder.encode(
+                p.outputs, p.endpoint, p.model, p.version, p.prediction_id, p.route_reason
+            )

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import Any
 
 from modelplane import __version__
@@ -37,7 +37,7 @@ from modelplane.oip import grpc_service_pb2_grpc as pb_grpc
 from modelplane.registry.audit_context import ANONYMOUS, acting_as
 from modelplane.routing.table import RouteTable
 from modelplane.serving.inference_servicer import (
-    UNOBSERVED,
+    NOT_OBSERVED,
     PredictObservation,
     PredictTelemetry,
 )
@@ -64,9 +64,6 @@ PRE_ENCODED_METHODS = (f"/{SERVICE_NAME}/ModelInfer", f"/{SERVICE_NAME}/ModelStr
 # Methods whose decoding applies the tensor limits itself: the limits
 # interceptor leaves them to it instead of walking the shapes a second time.
 LIMITS_CHECKED_METHODS = (f"/{SERVICE_NAME}/ModelInfer",)
-
-# What a request without telemetry is observed by: nothing.
-_UNOBSERVED: AbstractContextManager[PredictObservation] = nullcontext(UNOBSERVED)
 
 # (endpoint, model, version): exactly one of endpoint and model is set.
 Target = tuple[str | None, str | None, int | None]
@@ -239,7 +236,7 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         metadata = _metadata(context)
         telemetry = self._telemetry
         table = self.predictor.table
-        observing: AbstractContextManager[PredictObservation] = _UNOBSERVED
+        observing: AbstractContextManager[PredictObservation] = NOT_OBSERVED
         if telemetry is not None:
             # Filed under the endpoint when the name is one, so a request failing
             # before routing still counts against it; a model name is not an endpoint.

@@ -126,6 +126,8 @@ _TRACESTATE = "tracestate"
 # on one replica; only there so a flood of unknown endpoint names cannot grow the
 # cache without bound.
 _MAX_CACHED_ATTRIBUTE_SETS = 4096
+# (endpoint, model, version, status): one latency series.
+_SeriesKey = tuple[str, str, int, str]
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 DRIFT_PUSH_EVERY = 10
@@ -259,16 +261,14 @@ class PredictObservation:
         status = OK
         if exc is not None:
             status = self._failed(exc, end_ns)
-        owner._finished(self, duration_ns)
+        # One key for the slow-span reservoir, the histogram series and its attributes.
+        key = (self._endpoint, self._model, self._version, status)
+        owner._finished(self, duration_ns, key)
         if owner._prometheus is not None:
             owner._prometheus.observe(
                 self._endpoint, self._model, self._version, duration_ns / 1e9, status == OK
             )
-        owner._latency.record(
-            (self._endpoint, self._model, self._version, status),
-            owner._metric_attributes(self._endpoint, self._model, self._version, status),
-            duration_ns / 1e9,
-        )
+        owner._latency.record(key, owner._metric_attributes(key), duration_ns / 1e9)
         # Returning None lets the exception propagate.
 
     def _failed(self, error: BaseException, end_ns: int) -> str:
@@ -397,7 +397,7 @@ class DataPlaneTelemetry:
                 export_timeout_s=export_timeout_s,
             )
         self._propagator = TraceContextTextMapPropagator()
-        self._attribute_cache: dict[tuple[str, str, int, str], MetricAttributes] = {}
+        self._attribute_cache: dict[_SeriesKey, MetricAttributes] = {}
         self._closed = False
         self._stop = threading.Event()
         self._drainer = threading.Thread(
@@ -436,7 +436,9 @@ class DataPlaneTelemetry:
             return None  # a malformed traceparent starts a new trace, as the SDK would
         return parent
 
-    def _finished(self, observation: PredictObservation, duration_ns: int) -> None:
+    def _finished(
+        self, observation: PredictObservation, duration_ns: int, key: _SeriesKey
+    ) -> None:
         """Exports the request's span now, keeps it as a slow candidate, or drops it."""
         if observation._status != OK or duration_ns > self._slow_ns >= 0:
             # Tail rules first: an error or a slow request is what an SRE looks for,
@@ -451,12 +453,6 @@ class DataPlaneTelemetry:
         if observation._trace_id & _LOW_64_BITS < self._sample_bound:
             self._emit(observation)
             return
-        key = (
-            observation._endpoint,
-            observation._model,
-            observation._version,
-            observation._status == OK,
-        )
         self._slowest.offer(key, duration_ns, observation)
 
     def _emit(self, observation: PredictObservation) -> None:
@@ -615,14 +611,13 @@ class DataPlaneTelemetry:
         """Prediction records not delivered (buffer full or control plane unreachable)."""
         return self._io.dropped_predictions if self._io is not None else 0
 
-    def _metric_attributes(
-        self, endpoint: str, model: str, version: int, status: str
-    ) -> MetricAttributes:
-        key = (endpoint, model, version, status)
+    def _metric_attributes(self, key: _SeriesKey) -> MetricAttributes:
+        """The attributes of one (endpoint, model, version, status) series, made once."""
         attributes = self._attribute_cache.get(key)
         if attributes is None:
             if len(self._attribute_cache) >= _MAX_CACHED_ATTRIBUTE_SETS:
                 self._attribute_cache.clear()
+            endpoint, model, version, status = key
             attributes = {
                 ATTR_ENDPOINT: endpoint,
                 ATTR_MODEL: model,
