@@ -420,6 +420,14 @@ def test_model_infer_reaches_the_control_planes_telemetry(
                 stack.stub.ModelInfer(_infer_request("fraud", {"x": X}), timeout=5)
             with pytest.raises(grpc.RpcError):
                 stack.stub.ModelInfer(_infer_request("fraud", {"x": A}), timeout=5)
+            # A stream's requests are observed like ModelInfer's, its failures too.
+            streamed = list(
+                stack.stub.ModelStreamInfer(
+                    iter([_infer_request("fraud", {"x": X}), _infer_request("fraud", {"x": A})]),
+                    timeout=5,
+                )
+            )
+            assert [bool(r.error_message) for r in streamed] == [False, True]
             assert telemetry.force_flush(10_000)
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             response = telemetry_pb2_grpc.TelemetryServiceStub(channel).GetStats(
@@ -430,7 +438,7 @@ def test_model_infer_reaches_the_control_planes_telemetry(
         server.stop(0).wait()
     by_key = {(s.endpoint, s.model, s.version): s for s in response.stats}
     answered = by_key[("fraud", "m", 1)]
-    assert (answered.request_count, answered.error_count) == (4, 0)
+    assert (answered.request_count, answered.error_count) == (5, 0)
     # A refused request never got a version: filed under the endpoint it asked for.
     refused = by_key[("fraud", "", 0)]
-    assert (refused.request_count, refused.error_count) == (1, 1)
+    assert (refused.request_count, refused.error_count) == (2, 2)
