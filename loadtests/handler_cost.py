@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 
 if not __package__:
@@ -58,7 +59,7 @@ ENDPOINT = "bench"
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 PREDICT = "/modelplane.v1.InferenceService/Predict"
 # What a grpc client sends along with every call.
-CLIENT_METADATA = (("user-agent", "grpc-python/1.76.0 grpc-c/51.0.0 (linux; chttp2)"),)
+CLIENT_METADATA = (("user-agent", f"grpc-python/{grpc.__version__} (linux; chttp2)"),)
 
 
 class DirectCallContext:
