@@ -42,31 +42,8 @@ class PredictObservation(Protocol):
     ) -> None: ...
 
 
-class _Unobserved:
-    """A ``PredictObservation`` that records nothing: for a replica without telemetry."""
-
-    def answered(
-        self,
-        endpoint: str,
-        model: str,
-        version: int,
-        prediction_id: str,
-        timeline: PredictTimeline | None = None,
-        route_reason: str = "",
-    ) -> None:
-        pass
-
-    def record_io(
-        self,
-        inputs: Mapping[str, np.ndarray],
-        outputs: Mapping[str, np.ndarray],
-        route_reason: str = "",
-    ) -> None:
-        pass
-
-
 # What a request is observed by on a replica without telemetry: nothing.
-NOT_OBSERVED: AbstractContextManager[PredictObservation] = nullcontext(_Unobserved())
+NOT_OBSERVED: AbstractContextManager[PredictObservation | None] = nullcontext(None)
 
 
 class PredictTelemetry(Protocol):
@@ -92,7 +69,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         from the request to its answer, as in the OIP servicer's ModelInfer."""
         telemetry = self._telemetry
         metadata = context.invocation_metadata() or ()
-        observing: AbstractContextManager[PredictObservation] = NOT_OBSERVED
+        observing: AbstractContextManager[PredictObservation | None] = NOT_OBSERVED
         if telemetry is not None:
             observing = telemetry.observe_predict(metadata, request.endpoint)
         with observing as observation:
@@ -100,10 +77,11 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             p = await self.predictor.predict(
                 decoded, sticky_key=sticky_key_from_metadata(metadata)
             )
-            # Telemetry hook: names the answer, hands inputs/outputs over for feedback
-            # and drift (buffered, shipped off the request path).
-            observation.answered(p.endpoint, p.model, p.version, p.prediction_id, p.timeline)
-            observation.record_io(decoded.inputs, p.outputs, p.route_reason.value)
+            if observation is not None:
+                # Telemetry hook: names the answer, hands inputs/outputs over for
+                # feedback and drift (buffered, shipped off the request path).
+                observation.answered(p.endpoint, p.model, p.version, p.prediction_id, p.timeline)
+                observation.record_io(decoded.inputs, p.outputs, p.route_reason.value)
             return self._encoder.encode(
                 p.outputs, p.endpoint, p.model, p.version, p.prediction_id, p.route_reason
             )

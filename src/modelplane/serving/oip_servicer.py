@@ -236,7 +236,7 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         metadata = _metadata(context)
         telemetry = self._telemetry
         table = self.predictor.table
-        observing: AbstractContextManager[PredictObservation] = NOT_OBSERVED
+        observing: AbstractContextManager[PredictObservation | None] = NOT_OBSERVED
         if telemetry is not None:
             # Filed under the endpoint when the name is one, so a request failing
             # before routing still counts against it; a model name is not an endpoint.
@@ -271,14 +271,15 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
                 self.statistics.failed(blamed, blamed_version, time.perf_counter_ns() - started)
                 raise
             self._count(decoded, prediction, started, decoded_at, predicted_at)
-            observation.answered(
-                prediction.endpoint,
-                prediction.model,
-                prediction.version,
-                prediction.prediction_id,
-                prediction.timeline,
-                prediction.route_reason.value,
-            )
+            if observation is not None:
+                observation.answered(
+                    prediction.endpoint,
+                    prediction.model,
+                    prediction.version,
+                    prediction.prediction_id,
+                    prediction.timeline,
+                    prediction.route_reason.value,
+                )
             return response
 
     async def ModelStreamInfer(  # type: ignore[override]  # answers pre-encoded
