@@ -69,6 +69,10 @@ def test_up_serves_and_sigterm_stops_everything_it_started(tmp_path: Path) -> No
         names = {child.name() for child in children}
         assert any("redis-server" in name for name in names), names
         assert any("raylet" in name for name in names), names
+        # Ray starts workers at nice 15; `up` has its replicas serve at normal priority.
+        replicas = [c for c in children if "ServeReplica" in " ".join(c.cmdline())]
+        assert replicas, names
+        assert {replica.nice() for replica in replicas} == {0}
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=90) == 0

@@ -108,6 +108,17 @@ def test_inference_service_selects_the_workers_and_not_the_head() -> None:
     assert env_of(objects)["MODELPLANE_HOST"] == "0.0.0.0"
 
 
+def test_ray_pods_start_their_workers_at_normal_priority() -> None:
+    objects = render()
+    # Read by `ray start` in both Ray pods: replicas are workers, nice 15 otherwise.
+    assert env_of(objects)["RAY_worker_niceness"] == "0"
+    cluster = objects[("RayService", f"{FULLNAME}-data")]["spec"]["rayClusterConfig"]
+    pods = [cluster["headGroupSpec"]["template"], cluster["workerGroupSpecs"][0]["template"]]
+    for pod in pods:
+        (container,) = pod["spec"]["containers"]
+        assert {"configMapRef": {"name": f"{FULLNAME}-env"}} in container["envFrom"]
+
+
 def test_workers_and_control_plane_share_the_artifact_claim() -> None:
     objects = render()
     claim = f"{FULLNAME}-artifacts"

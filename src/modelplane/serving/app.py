@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from typing import Any
 
@@ -62,6 +63,20 @@ def _node_name() -> str:
     import ray
 
     return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
+
+
+def _warn_if_deprioritized(replica_id: str) -> None:
+    """Ray starts workers at nice 15 unless ``RAY_worker_niceness`` says otherwise
+    (``modelplane up`` and the Helm chart set 0). A replica at 15 yields the CPU to
+    every other process on its node, which shows in the latency tail first."""
+    niceness = os.getpriority(os.PRIO_PROCESS, 0)
+    if niceness > 0:
+        _log.warning(
+            "replica %s runs at nice %d: every other process on this node takes the CPU "
+            "before its requests; start Ray nodes with RAY_worker_niceness=0",
+            replica_id,
+            niceness,
+        )
 
 
 @serve.deployment(name="DataPlane")
@@ -133,6 +148,7 @@ class DataPlane:
             loop.__module__,
             loop.__qualname__,
         )
+        _warn_if_deprioritized(replica_id)
 
     def check_health(self) -> None:
         """Serve's health probe: raises when the gRPC server thread is gone."""
