@@ -51,7 +51,12 @@ HEAD_IP, WORKER_IP = "127.0.0.1", "127.0.0.2"
 X = np.random.default_rng(4).standard_normal((3, 16)).astype(np.float32)
 # A throwaway cluster on loopback: no token (a node joining would need the head's),
 # no usage reporting.
-RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+# As the README asks of a cluster's nodes: replicas are workers, at nice 15 otherwise.
+RAY_ENV = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_worker_niceness": "0",
+}
 
 
 def wait_for(check: object, what: str, timeout_s: float) -> None:
