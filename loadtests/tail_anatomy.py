@@ -20,6 +20,7 @@ replica with and without Ray says how much of the tail is the hosting.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from collections.abc import Callable
@@ -27,8 +28,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 if not __package__:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -38,6 +37,7 @@ from loadtests.models import MODELS, write_model
 from loadtests.oip_vs_bare import _start_replica_process
 from loadtests.predict_vs_bare import ENDPOINT, _environment, _start_modelplane
 from loadtests.procs import ServerProcess
+from loadtests.ratesearch import open_loop
 from loadtests.report_file import write_report
 from loadtests.sysproc import matching
 
@@ -105,9 +105,8 @@ def window(
     target: Target, pid: int, rate: float, seconds: float, warmup_s: float
 ) -> dict[str, Any]:
     """One open-loop window; the serving process's threads measured around it."""
-    spec = LoadSpec(mode="open", rate=rate, concurrency=256, duration_s=seconds, warmup_s=warmup_s)
     before = thread_times(pid)
-    result = run_load(target, spec)
+    result = open_loop(target, rate, seconds, warmup_s, processes=LoadSpec.processes)
     after = thread_times(pid)
     # The threads run through the warm-up too; the generator sends at the same rate then.
     sent = max(1.0, result["throughput_rps"] * (seconds + warmup_s))
@@ -133,7 +132,7 @@ def run(args: argparse.Namespace, say: Say = print) -> dict[str, Any]:
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mp-tail-")))
         model_path = write_model(args.model, workdir / "models")
-        me = psutil.Process().pid
+        me = os.getpid()
         say("starting bare (grpc.aio + onnxruntime)")
         bare = stack.enter_context(
             ServerProcess("loadtests.bare_server", ["--model", str(model_path)])
